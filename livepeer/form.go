@@ -1,0 +1,176 @@
+package livepeer
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"mime/multipart"
+	"net/http"
+	"net/textproto"
+	"strconv"
+	"strings"
+)
+
+// form collects the parts of a multipart/form-data body. Text fields come first and
+// files last, in the order added, which is what the gateway's FastAPI and Studio's
+// multer parsers expect.
+type form struct {
+	fields []formField
+	files  []formFile
+}
+
+type formField struct{ name, value string }
+
+type formFile struct {
+	name string
+	File
+}
+
+func (f *form) str(name, v string) { f.fields = append(f.fields, formField{name, v}) }
+
+func (f *form) optStr(name string, v *string) {
+	if v != nil {
+		f.str(name, *v)
+	}
+}
+
+func (f *form) optInt(name string, v *int64) {
+	if v != nil {
+		f.str(name, strconv.FormatInt(*v, 10))
+	}
+}
+
+func (f *form) optInt32(name string, v *int32) {
+	if v != nil {
+		f.str(name, strconv.FormatInt(int64(*v), 10))
+	}
+}
+
+func (f *form) optFloat(name string, v *float64) {
+	if v != nil {
+		f.str(name, strconv.FormatFloat(*v, 'g', -1, 64))
+	}
+}
+
+func (f *form) optBool(name string, v *bool) {
+	if v != nil {
+		f.str(name, strconv.FormatBool(*v))
+	}
+}
+
+func (f *form) file(name string, file File) { f.files = append(f.files, formFile{name, file}) }
+
+// encoded is a multipart body as a list of segments: small buffers holding boundaries
+// and part headers, interleaved with the callers' file contents, which are referenced
+// rather than copied. A 10 MiB upload therefore costs no second 10 MiB buffer, the
+// Content-Length is known up front, and the body can be replayed for a retry.
+type encoded struct {
+	segments    [][]byte
+	size        int64
+	contentType string
+}
+
+func (e *encoded) reader() io.Reader {
+	readers := make([]io.Reader, len(e.segments))
+	for i, s := range e.segments {
+		readers[i] = bytes.NewReader(s)
+	}
+	return io.MultiReader(readers...)
+}
+
+// segmentWriter receives the multipart.Writer's output into the current segment.
+type segmentWriter struct {
+	enc *encoded
+	cur bytes.Buffer
+}
+
+func (w *segmentWriter) Write(p []byte) (int, error) { return w.cur.Write(p) }
+
+// flush closes the current buffered segment.
+func (w *segmentWriter) flush() {
+	if w.cur.Len() > 0 {
+		b := bytes.Clone(w.cur.Bytes())
+		w.enc.segments = append(w.enc.segments, b)
+		w.enc.size += int64(len(b))
+		w.cur.Reset()
+	}
+}
+
+// raw appends a caller-owned segment without copying it.
+func (w *segmentWriter) raw(b []byte) {
+	w.flush()
+	if len(b) > 0 {
+		w.enc.segments = append(w.enc.segments, b)
+		w.enc.size += int64(len(b))
+	}
+}
+
+var quoteEscaper = strings.NewReplacer("\\", "\\\\", `"`, "\\\"", "\r", "", "\n", "")
+
+func (f *form) encode() (*encoded, error) {
+	enc := &encoded{}
+	sw := &segmentWriter{enc: enc}
+	mw := multipart.NewWriter(sw)
+	for _, fld := range f.fields {
+		if err := mw.WriteField(fld.name, fld.value); err != nil {
+			return nil, err
+		}
+	}
+	for _, file := range f.files {
+		name := file.Filename
+		if name == "" {
+			name = file.name + extensionFor(file.ContentType)
+		}
+		h := make(textproto.MIMEHeader, 2)
+		h.Set("Content-Disposition", fmt.Sprintf(`form-data; name="%s"; filename="%s"`,
+			quoteEscaper.Replace(file.name), quoteEscaper.Replace(name)))
+		h.Set("Content-Type", file.ContentType)
+		if _, err := mw.CreatePart(h); err != nil {
+			return nil, err
+		}
+		sw.raw(file.Content)
+	}
+	if err := mw.Close(); err != nil {
+		return nil, err
+	}
+	sw.flush()
+	enc.contentType = mw.FormDataContentType()
+	return enc, nil
+}
+
+// DetectContentType returns the MIME type of content as sniffed by net/http, falling
+// back to application/octet-stream. Audio formats net/http does not know are left to the
+// gateway, which probes the file itself.
+func DetectContentType(content []byte) string {
+	ct := http.DetectContentType(content)
+	if i := strings.IndexByte(ct, ';'); i >= 0 {
+		ct = ct[:i]
+	}
+	return ct
+}
+
+func extensionFor(contentType string) string {
+	switch contentType {
+	case "image/png":
+		return ".png"
+	case "image/jpeg":
+		return ".jpg"
+	case "image/webp":
+		return ".webp"
+	case "image/gif":
+		return ".gif"
+	case "audio/wave", "audio/wav", "audio/x-wav":
+		return ".wav"
+	case "audio/mpeg":
+		return ".mp3"
+	case "audio/flac":
+		return ".flac"
+	case "audio/webm", "video/webm":
+		return ".webm"
+	case "video/mp4", "audio/mp4":
+		return ".mp4"
+	case "audio/ogg", "application/ogg":
+		return ".ogg"
+	}
+	return ""
+}

@@ -1,0 +1,113 @@
+package livepeer
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"unicode"
+)
+
+// PlaceholderKey is the example key from the Livepeer documentation. Deployments copied
+// from the docs sometimes keep it; it can never authenticate, so it is refused up front.
+const PlaceholderKey = "your-api-key-here"
+
+// APIKey holds the backend API key. Every way of printing it (fmt verbs, %#v, slog)
+// yields "[REDACTED]", so a key that ends up in a log call or an error by mistake
+// does not leak. Use Fingerprint to identify a key in logs and errors.
+type APIKey struct {
+	secret string
+}
+
+// Key validation errors. Each says what is wrong without showing the key.
+var (
+	ErrKeyEmpty       = errors.New("the API key is empty")
+	ErrKeyWhitespace  = errors.New("the API key has leading or trailing whitespace")
+	ErrKeyBearer      = errors.New(`the API key starts with "Bearer"; give the bare key, genservice adds the "Bearer " scheme itself`)
+	ErrKeyPlaceholder = errors.New(`the API key is the documentation's placeholder "your-api-key-here"; use a real backend key from Livepeer Studio`)
+	ErrKeyControl     = errors.New("the API key contains whitespace or control characters")
+)
+
+// ParseKey validates raw as a backend API key. It refuses an empty key, surrounding
+// whitespace, a "Bearer " prefix, the documentation placeholder and embedded spaces or
+// control characters (which would corrupt the Authorization header).
+func ParseKey(raw string) (APIKey, error) {
+	switch {
+	case raw == "":
+		return APIKey{}, ErrKeyEmpty
+	case strings.TrimSpace(raw) != raw:
+		return APIKey{}, ErrKeyWhitespace
+	case len(raw) >= 6 && strings.EqualFold(raw[:6], "bearer"):
+		return APIKey{}, ErrKeyBearer
+	case raw == PlaceholderKey:
+		return APIKey{}, ErrKeyPlaceholder
+	}
+	for _, r := range raw {
+		if unicode.IsSpace(r) || unicode.IsControl(r) {
+			return APIKey{}, ErrKeyControl
+		}
+	}
+	return APIKey{secret: raw}, nil
+}
+
+// ParseKeyFile validates the contents of a key file. A single trailing newline (as left
+// by editors and `echo`) is stripped; anything else is validated as by ParseKey.
+func ParseKeyFile(contents []byte) (APIKey, error) {
+	s := string(contents)
+	s = strings.TrimSuffix(s, "\n")
+	s = strings.TrimSuffix(s, "\r")
+	return ParseKey(s)
+}
+
+// IsZero reports whether k holds no key.
+func (k APIKey) IsZero() bool { return k.secret == "" }
+
+// Fingerprint identifies the key without revealing it: "sha256:" and the first 8 hex
+// digits of the SHA-256 of the key. Operators compare it with the fingerprint of the key
+// they meant to deploy (printf %s "$KEY" | sha256sum).
+func (k APIKey) Fingerprint() string {
+	if k.secret == "" {
+		return "none"
+	}
+	sum := sha256.Sum256([]byte(k.secret))
+	return "sha256:" + hex.EncodeToString(sum[:4])
+}
+
+// authorization returns the Authorization header value. Unexported so that only the
+// client in this package can see the secret.
+func (k APIKey) authorization() string { return "Bearer " + k.secret }
+
+// Equal reports whether two keys hold the same secret.
+func (k APIKey) Equal(o APIKey) bool { return k.secret == o.secret }
+
+const redacted = "[REDACTED]"
+
+// String implements fmt.Stringer.
+func (APIKey) String() string { return redacted }
+
+// GoString implements fmt.GoStringer (%#v).
+func (APIKey) GoString() string { return redacted }
+
+// Format implements fmt.Formatter so that every verb, including %v, %x and %q, redacts.
+func (APIKey) Format(f fmt.State, _ rune) { _, _ = f.Write([]byte(redacted)) }
+
+// LogValue implements slog.LogValuer.
+func (APIKey) LogValue() slog.Value { return slog.StringValue(redacted) }
+
+// MarshalText keeps encoders (JSON, YAML) from serialising the secret.
+func (APIKey) MarshalText() ([]byte, error) { return []byte(redacted), nil }
+
+// KeySource supplies the current backend key. Implementations must be safe for
+// concurrent use; a call keeps the key it started with even if the source changes.
+type KeySource interface {
+	// Key returns the key to use for a new upstream request.
+	Key() APIKey
+}
+
+// StaticKey is a KeySource that always returns the same key.
+type StaticKey APIKey
+
+// Key implements KeySource.
+func (s StaticKey) Key() APIKey { return APIKey(s) }

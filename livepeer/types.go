@@ -1,0 +1,352 @@
+package livepeer
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Pipeline names, as they appear in gateway paths.
+const (
+	PipelineTextToImage      = "text-to-image"
+	PipelineImageToImage     = "image-to-image"
+	PipelineImageToVideo     = "image-to-video"
+	PipelineUpscale          = "upscale"
+	PipelineAudioToText      = "audio-to-text"
+	PipelineSegmentAnything2 = "segment-anything-2"
+	PipelineLLM              = "llm"
+	PipelineImageToText      = "image-to-text"
+	PipelineTextToSpeech     = "text-to-speech"
+)
+
+// Pipelines lists every batch pipeline genservice serves.
+var Pipelines = []string{
+	PipelineTextToImage, PipelineImageToImage, PipelineImageToVideo, PipelineUpscale,
+	PipelineAudioToText, PipelineSegmentAnything2, PipelineLLM, PipelineImageToText,
+	PipelineTextToSpeech,
+}
+
+// DefaultModels is the model sent when a caller leaves the model empty. The gateway spec
+// requires model_id, and a go-livepeer gateway dereferences it unguarded, so genservice
+// always sends one: the model Livepeer Studio injects (and the docs keep warm), or the
+// gateway's own fallback for pipelines Studio does not serve.
+var DefaultModels = map[string]string{
+	PipelineTextToImage:      "SG161222/RealVisXL_V4.0_Lightning",
+	PipelineImageToImage:     "timbrooks/instruct-pix2pix",
+	PipelineImageToVideo:     "stabilityai/stable-video-diffusion-img2vid-xt-1-1",
+	PipelineUpscale:          "stabilityai/stable-diffusion-x4-upscaler",
+	PipelineAudioToText:      "openai/whisper-large-v3",
+	PipelineSegmentAnything2: "facebook/sam2-hiera-large",
+	PipelineLLM:              "meta-llama/Meta-Llama-3.1-8B-Instruct",
+	PipelineImageToText:      "Salesforce/blip-image-captioning-large",
+	PipelineTextToSpeech:     "parler-tts/parler-tts-large-v1",
+}
+
+// File is an uploaded media file. Content is referenced, not copied, when the request
+// body is built.
+type File struct {
+	Filename    string
+	ContentType string
+	Content     []byte
+}
+
+// TextToImageParams is the gateway's TextToImageParams (JSON). Pointer fields are
+// optional: nil leaves the gateway's default.
+type TextToImageParams struct {
+	ModelID            string   `json:"model_id"`
+	Prompt             string   `json:"prompt"`
+	Loras              *string  `json:"loras,omitempty"`
+	Height             *int32   `json:"height,omitempty"`
+	Width              *int32   `json:"width,omitempty"`
+	GuidanceScale      *float64 `json:"guidance_scale,omitempty"`
+	NegativePrompt     *string  `json:"negative_prompt,omitempty"`
+	SafetyCheck        *bool    `json:"safety_check,omitempty"`
+	Seed               *int64   `json:"seed,omitempty"`
+	NumInferenceSteps  *int32   `json:"num_inference_steps,omitempty"`
+	NumImagesPerPrompt *int32   `json:"num_images_per_prompt,omitempty"`
+}
+
+// ImageToImageParams is the gateway's Body_genImageToImage (multipart).
+type ImageToImageParams struct {
+	ModelID            string
+	Prompt             string
+	Image              File
+	Loras              *string
+	Strength           *float64
+	GuidanceScale      *float64
+	ImageGuidanceScale *float64
+	NegativePrompt     *string
+	SafetyCheck        *bool
+	Seed               *int64
+	NumInferenceSteps  *int32
+	NumImagesPerPrompt *int32
+}
+
+func (p *ImageToImageParams) form() *form {
+	f := &form{}
+	f.str("model_id", p.ModelID)
+	f.str("prompt", p.Prompt)
+	f.optStr("loras", p.Loras)
+	f.optFloat("strength", p.Strength)
+	f.optFloat("guidance_scale", p.GuidanceScale)
+	f.optFloat("image_guidance_scale", p.ImageGuidanceScale)
+	f.optStr("negative_prompt", p.NegativePrompt)
+	f.optBool("safety_check", p.SafetyCheck)
+	f.optInt("seed", p.Seed)
+	f.optInt32("num_inference_steps", p.NumInferenceSteps)
+	f.optInt32("num_images_per_prompt", p.NumImagesPerPrompt)
+	f.file("image", p.Image)
+	return f
+}
+
+// ImageToVideoParams is the gateway's Body_genImageToVideo (multipart).
+type ImageToVideoParams struct {
+	ModelID           string
+	Image             File
+	Height            *int32
+	Width             *int32
+	FPS               *int32
+	MotionBucketID    *int32
+	NoiseAugStrength  *float64
+	SafetyCheck       *bool
+	Seed              *int64
+	NumInferenceSteps *int32
+}
+
+func (p *ImageToVideoParams) form() *form {
+	f := &form{}
+	f.str("model_id", p.ModelID)
+	f.optInt32("height", p.Height)
+	f.optInt32("width", p.Width)
+	f.optInt32("fps", p.FPS)
+	f.optInt32("motion_bucket_id", p.MotionBucketID)
+	f.optFloat("noise_aug_strength", p.NoiseAugStrength)
+	f.optBool("safety_check", p.SafetyCheck)
+	f.optInt("seed", p.Seed)
+	f.optInt32("num_inference_steps", p.NumInferenceSteps)
+	f.file("image", p.Image)
+	return f
+}
+
+// UpscaleParams is the gateway's Body_genUpscale (multipart).
+type UpscaleParams struct {
+	ModelID           string
+	Prompt            string
+	Image             File
+	SafetyCheck       *bool
+	Seed              *int64
+	NumInferenceSteps *int32
+}
+
+func (p *UpscaleParams) form() *form {
+	f := &form{}
+	f.str("model_id", p.ModelID)
+	f.str("prompt", p.Prompt)
+	f.optBool("safety_check", p.SafetyCheck)
+	f.optInt("seed", p.Seed)
+	f.optInt32("num_inference_steps", p.NumInferenceSteps)
+	f.file("image", p.Image)
+	return f
+}
+
+// AudioToTextParams is the gateway's Body_genAudioToText (multipart).
+type AudioToTextParams struct {
+	ModelID          string
+	Audio            File
+	ReturnTimestamps *string
+}
+
+func (p *AudioToTextParams) form() *form {
+	f := &form{}
+	f.str("model_id", p.ModelID)
+	f.optStr("return_timestamps", p.ReturnTimestamps)
+	f.file("audio", p.Audio)
+	return f
+}
+
+// SegmentAnything2Params is the gateway's Body_genSegmentAnything2 (multipart).
+type SegmentAnything2Params struct {
+	ModelID         string
+	Image           File
+	PointCoords     *string
+	PointLabels     *string
+	Box             *string
+	MaskInput       *string
+	MultimaskOutput *bool
+	ReturnLogits    *bool
+	NormalizeCoords *bool
+}
+
+func (p *SegmentAnything2Params) form() *form {
+	f := &form{}
+	f.str("model_id", p.ModelID)
+	f.optStr("point_coords", p.PointCoords)
+	f.optStr("point_labels", p.PointLabels)
+	f.optStr("box", p.Box)
+	f.optStr("mask_input", p.MaskInput)
+	f.optBool("multimask_output", p.MultimaskOutput)
+	f.optBool("return_logits", p.ReturnLogits)
+	f.optBool("normalize_coords", p.NormalizeCoords)
+	f.file("image", p.Image)
+	return f
+}
+
+// ImageToTextParams is the gateway's Body_genImageToText (multipart).
+type ImageToTextParams struct {
+	ModelID string
+	Image   File
+	Prompt  *string
+}
+
+func (p *ImageToTextParams) form() *form {
+	f := &form{}
+	f.str("model_id", p.ModelID)
+	f.optStr("prompt", p.Prompt)
+	f.file("image", p.Image)
+	return f
+}
+
+// LLMMessage is one chat message.
+type LLMMessage struct {
+	Role    string `json:"role"`
+	Content string `json:"content"`
+}
+
+// LLMRequest is the gateway's LLMRequest (JSON). Model, MaxTokens and Stream are always
+// sent: a go-livepeer gateway answers 400 "missing required fields" without them.
+type LLMRequest struct {
+	Messages    []LLMMessage `json:"messages"`
+	Model       string       `json:"model"`
+	Temperature *float64     `json:"temperature,omitempty"`
+	MaxTokens   int32        `json:"max_tokens"`
+	TopP        *float64     `json:"top_p,omitempty"`
+	TopK        *int32       `json:"top_k,omitempty"`
+	Stream      bool         `json:"stream"`
+}
+
+// DefaultLLMMaxTokens is the gateway's default max_tokens, sent when the caller sets none.
+const DefaultLLMMaxTokens = 256
+
+// TextToSpeechParams is the gateway's TextToSpeechParams (JSON).
+type TextToSpeechParams struct {
+	ModelID     string  `json:"model_id"`
+	Text        string  `json:"text"`
+	Description *string `json:"description,omitempty"`
+}
+
+// Media is one generated image or video.
+type Media struct {
+	URL  string `json:"url"`
+	Seed int64  `json:"seed"`
+	NSFW bool   `json:"nsfw"`
+}
+
+// ImageResponse is the gateway's ImageResponse and VideoResponse.
+type ImageResponse struct {
+	Images []Media `json:"images"`
+}
+
+func (r *ImageResponse) check() error {
+	if r.Images == nil {
+		return errors.New(`missing "images"`)
+	}
+	for i, m := range r.Images {
+		if m.URL == "" {
+			return fmt.Errorf("images[%d] has no url", i)
+		}
+	}
+	return nil
+}
+
+// MediaURL is a result known only by its URL.
+type MediaURL struct {
+	URL string `json:"url"`
+}
+
+// AudioResponse is the gateway's AudioResponse.
+type AudioResponse struct {
+	Audio *MediaURL `json:"audio"`
+}
+
+func (r *AudioResponse) check() error {
+	if r.Audio == nil || r.Audio.URL == "" {
+		return errors.New(`missing "audio.url"`)
+	}
+	return nil
+}
+
+// Chunk is a timed segment of a transcription. Timestamp is [start, end] in seconds;
+// either may be null.
+type Chunk struct {
+	Text      string     `json:"text"`
+	Timestamp []*float64 `json:"timestamp"`
+}
+
+// TextResponse is the gateway's TextResponse.
+type TextResponse struct {
+	Text   *string `json:"text"`
+	Chunks []Chunk `json:"chunks"`
+}
+
+func (r *TextResponse) check() error {
+	if r.Text == nil {
+		return errors.New(`missing "text"`)
+	}
+	return nil
+}
+
+// MasksResponse is the gateway's MasksResponse; the arrays arrive as text.
+type MasksResponse struct {
+	Masks  *string `json:"masks"`
+	Scores *string `json:"scores"`
+	Logits *string `json:"logits"`
+}
+
+func (r *MasksResponse) check() error {
+	if r.Masks == nil || r.Scores == nil || r.Logits == nil {
+		return errors.New(`missing "masks", "scores" or "logits"`)
+	}
+	return nil
+}
+
+// ImageToTextResponse is the gateway's ImageToTextResponse.
+type ImageToTextResponse struct {
+	Text *string `json:"text"`
+}
+
+func (r *ImageToTextResponse) check() error {
+	if r.Text == nil {
+		return errors.New(`missing "text"`)
+	}
+	return nil
+}
+
+// LLMTokenUsage counts tokens.
+type LLMTokenUsage struct {
+	PromptTokens     int32 `json:"prompt_tokens"`
+	CompletionTokens int32 `json:"completion_tokens"`
+	TotalTokens      int32 `json:"total_tokens"`
+}
+
+// LLMChoice is one completion candidate.
+type LLMChoice struct {
+	Index        int32       `json:"index"`
+	FinishReason string      `json:"finish_reason"`
+	Delta        *LLMMessage `json:"delta,omitempty"`
+	Message      *LLMMessage `json:"message,omitempty"`
+}
+
+// LLMResponse is the gateway's LLMResponse, also used for each streamed event.
+type LLMResponse struct {
+	ID      string         `json:"id"`
+	Model   string         `json:"model"`
+	Created int64          `json:"created"`
+	Usage   *LLMTokenUsage `json:"usage"`
+	Choices []LLMChoice    `json:"choices"`
+}
+
+func (r *LLMResponse) check() error {
+	if r.Choices == nil {
+		return errors.New(`missing "choices"`)
+	}
+	return nil
+}
