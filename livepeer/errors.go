@@ -30,6 +30,8 @@ type StatusError struct {
 	// RetryAfter is the delay the gateway asked for, if it sent Retry-After.
 	RetryAfter    time.Duration
 	HasRetryAfter bool
+	// KeyFingerprint identifies the key the request carried (never the key itself).
+	KeyFingerprint string
 }
 
 func (e *StatusError) Error() string {

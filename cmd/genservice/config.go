@@ -1,0 +1,250 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"genservice/livepeer"
+	"genservice/server"
+)
+
+// serveConfig is everything `genservice serve` needs, after validation.
+type serveConfig struct {
+	Listen         string
+	TLS            server.TLSFiles
+	GatewayURL     string
+	GatewayCA      string
+	MaxMessageSize int
+	ShutdownGrace  time.Duration
+	DrainDelay     time.Duration
+	LogLevel       slog.Level
+	ErrorDomain    string
+	MaxAttempts    int
+	ConnectTimeout time.Duration
+
+	Key livepeer.APIKey
+	// KeyOrigin says where the key came from ("LIVEPEER_API_KEY" or the file), for logs.
+	KeyOrigin string
+}
+
+// envPrefix prefixes the environment variable of every flag: --tls-cert is also
+// GENSERVICE_TLS_CERT.
+const envPrefix = "GENSERVICE_"
+
+func envName(flagName string) string {
+	return envPrefix + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// byteSize is a flag value in bytes that also accepts KiB/MiB/GiB suffixes.
+type byteSize int
+
+func (b *byteSize) String() string { return strconv.Itoa(int(*b)) }
+
+func (b *byteSize) Set(s string) error {
+	mult := 1
+	for _, u := range []struct {
+		suffix string
+		mult   int
+	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}, {"B", 1}} {
+		if strings.HasSuffix(s, u.suffix) {
+			s, mult = strings.TrimSuffix(s, u.suffix), u.mult
+			break
+		}
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(s))
+	if err != nil || n <= 0 {
+		return errors.New("must be a positive size in bytes, optionally with KiB, MiB or GiB")
+	}
+	if n > (1<<31-1)/mult {
+		return errors.New("must be below 2 GiB")
+	}
+	*b = byteSize(n * mult)
+	return nil
+}
+
+type levelFlag struct{ l *slog.Level }
+
+func (f levelFlag) String() string {
+	if f.l == nil {
+		return "info"
+	}
+	return strings.ToLower(f.l.String())
+}
+
+func (f levelFlag) Set(s string) error {
+	if err := f.l.UnmarshalText([]byte(s)); err != nil {
+		return errors.New(`must be one of "debug", "info", "warn", "error"`)
+	}
+	return nil
+}
+
+// serveFlags defines serve's flags on fs, writing into c.
+func serveFlags(fs *flag.FlagSet, c *serveConfig) {
+	maxMsg := (*byteSize)(&c.MaxMessageSize)
+	c.MaxMessageSize = server.DefaultMaxMessageSize
+	fs.StringVar(&c.Listen, "listen", ":8443", "address of the mTLS gRPC listener")
+	fs.StringVar(&c.TLS.CertFile, "tls-cert", "", "PEM file with the server certificate chain (required)")
+	fs.StringVar(&c.TLS.KeyFile, "tls-key", "", "PEM file with the server certificate's private key (required)")
+	fs.StringVar(&c.TLS.ClientCAFile, "client-ca", "", "PEM bundle of the CAs that issue callers' client certificates (required)")
+	fs.StringVar(&c.GatewayURL, "gateway-url", livepeer.DefaultGatewayURL, "base URL of the Livepeer gateway; also LIVEPEER_GATEWAY_URL")
+	fs.StringVar(&c.GatewayCA, "gateway-ca", "", "PEM bundle trusted for the gateway's TLS certificate instead of the system roots (optional)")
+	fs.Var(maxMsg, "max-message-size", "largest request or response message, in bytes or with KiB/MiB/GiB (default 32MiB)")
+	fs.DurationVar(&c.ShutdownGrace, "shutdown-grace", 30*time.Second, "on SIGTERM, how long in-flight calls may run before they are cut")
+	fs.DurationVar(&c.DrainDelay, "drain-delay", 5*time.Second, "on SIGTERM, how long health reports NOT_SERVING before the listener stops taking calls")
+	c.LogLevel = slog.LevelInfo
+	fs.Var(levelFlag{&c.LogLevel}, "log-level", `log level: "debug", "info", "warn" or "error" (default info)`)
+	fs.StringVar(&c.ErrorDomain, "error-domain", server.DefaultErrorDomain, "google.rpc.ErrorInfo domain on every error status")
+	fs.IntVar(&c.MaxAttempts, "upstream-max-attempts", 2, "attempts per gateway call for retryable failures (connect errors, 502/503/504, 429 with a Retry-After that fits the deadline); 1 disables retries")
+	fs.DurationVar(&c.ConnectTimeout, "upstream-connect-timeout", 10*time.Second, "limit on connecting to the gateway, TLS handshake included")
+}
+
+// applyEnv sets every flag not given on the command line from its GENSERVICE_ variable
+// (flags win over the environment). Errors name the variable.
+func applyEnv(fs *flag.FlagSet, getenv func(string) string) error {
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	var errs []error
+	fs.VisitAll(func(f *flag.Flag) {
+		if given[f.Name] {
+			return
+		}
+		name := envName(f.Name)
+		v := getenv(name)
+		if v == "" && f.Name == "gateway-url" {
+			name, v = "LIVEPEER_GATEWAY_URL", getenv("LIVEPEER_GATEWAY_URL")
+		}
+		if v == "" {
+			return
+		}
+		if err := fs.Set(f.Name, v); err != nil {
+			errs = append(errs, fmt.Errorf("%s=%q: %v", name, v, unwrapFlagErr(err)))
+		}
+	})
+	return errors.Join(errs...)
+}
+
+func unwrapFlagErr(err error) error {
+	if u := errors.Unwrap(err); u != nil {
+		return u
+	}
+	return err
+}
+
+// validate checks the flags and loads the key. Every message names the flag or
+// variable at fault and never shows the key.
+func (c *serveConfig) validate(getenv func(string) string, readFile func(string) ([]byte, error)) error {
+	var errs []error
+	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
+	if c.Listen == "" {
+		bad("--listen (GENSERVICE_LISTEN) must not be empty")
+	}
+	for _, f := range []struct{ flag, val string }{{"tls-cert", c.TLS.CertFile}, {"tls-key", c.TLS.KeyFile}, {"client-ca", c.TLS.ClientCAFile}} {
+		if f.val == "" {
+			bad("--%s (%s) is required", f.flag, envName(f.flag))
+		}
+	}
+	if _, err := livepeer.ParseGatewayURL(c.GatewayURL); err != nil {
+		bad("--gateway-url (GENSERVICE_GATEWAY_URL or LIVEPEER_GATEWAY_URL): %v", err)
+	}
+	if c.ShutdownGrace < 0 {
+		bad("--shutdown-grace (GENSERVICE_SHUTDOWN_GRACE) must not be negative")
+	}
+	if c.DrainDelay < 0 {
+		bad("--drain-delay (GENSERVICE_DRAIN_DELAY) must not be negative")
+	}
+	if c.MaxAttempts < 1 || c.MaxAttempts > 10 {
+		bad("--upstream-max-attempts (GENSERVICE_UPSTREAM_MAX_ATTEMPTS) must be between 1 and 10")
+	}
+	if c.ConnectTimeout <= 0 {
+		bad("--upstream-connect-timeout (GENSERVICE_UPSTREAM_CONNECT_TIMEOUT) must be positive")
+	}
+	if strings.TrimSpace(c.ErrorDomain) == "" {
+		bad("--error-domain (GENSERVICE_ERROR_DOMAIN) must not be empty")
+	}
+	if err := c.loadKey(getenv, readFile); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// loadKey reads the backend key from LIVEPEER_API_KEY_FILE (preferred: rotatable) or
+// LIVEPEER_API_KEY. There is deliberately no flag: flags show in ps.
+func (c *serveConfig) loadKey(getenv func(string) string, readFile func(string) ([]byte, error)) error {
+	file, inline := getenv("LIVEPEER_API_KEY_FILE"), getenv("LIVEPEER_API_KEY")
+	switch {
+	case file != "" && inline != "":
+		return errors.New("both LIVEPEER_API_KEY and LIVEPEER_API_KEY_FILE are set; set only one")
+	case file != "":
+		data, err := readFile(file)
+		if err != nil {
+			return fmt.Errorf("LIVEPEER_API_KEY_FILE: cannot read the key file: %v", err)
+		}
+		k, err := livepeer.ParseKeyFile(data)
+		if err != nil {
+			return fmt.Errorf("LIVEPEER_API_KEY_FILE (%s): %v", file, err)
+		}
+		c.Key, c.KeyOrigin = k, "file "+file
+	case inline != "":
+		k, err := livepeer.ParseKey(inline)
+		if err != nil {
+			return fmt.Errorf("LIVEPEER_API_KEY: %v", err)
+		}
+		c.Key, c.KeyOrigin = k, "LIVEPEER_API_KEY"
+	default:
+		return errors.New("no backend API key: set LIVEPEER_API_KEY_FILE to a file holding the Livepeer API key (or LIVEPEER_API_KEY to the key)")
+	}
+	return nil
+}
+
+// parseServe parses serve's arguments and environment into a validated config.
+func parseServe(args []string, getenv func(string) string, readFile func(string) ([]byte, error)) (*serveConfig, error) {
+	fs := flag.NewFlagSet("genservice serve", flag.ContinueOnError)
+	fs.SetOutput(os.Stderr)
+	fs.Usage = func() { serveUsage(fs) }
+	c := &serveConfig{}
+	serveFlags(fs, c)
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q (serve takes only flags)", fs.Arg(0))
+	}
+	if err := applyEnv(fs, getenv); err != nil {
+		return nil, err
+	}
+	if err := c.validate(getenv, readFile); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func serveUsage(fs *flag.FlagSet) {
+	out := fs.Output()
+	fmt.Fprintf(out, `Usage: genservice serve [flags]
+
+Serves livepeer.generation.v1.GenerationService over mTLS and calls the Livepeer gateway
+with the backend API key.
+
+The key is read from LIVEPEER_API_KEY_FILE (a file holding only the key; preferred) or
+LIVEPEER_API_KEY. It is never a flag. Every flag can also be set through the variable
+shown after it; a flag on the command line wins.
+
+Flags:
+`)
+	fs.VisitAll(func(f *flag.Flag) {
+		def := ""
+		if f.DefValue != "" && f.DefValue != "0" {
+			def = " (default " + f.DefValue + ")"
+		}
+		if strings.Contains(f.Usage, "(default") {
+			def = ""
+		}
+		fmt.Fprintf(out, "  --%s  [%s]\n      %s%s\n", f.Name, envName(f.Name), f.Usage, def)
+	})
+}

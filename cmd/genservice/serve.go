@@ -1,0 +1,99 @@
+package main
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"time"
+
+	"genservice/livepeer"
+	"genservice/server"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+// tlsFlag maps a server.FileError to the flag that named the file.
+var tlsFlag = map[string]string{"cert": "--tls-cert", "key": "--tls-key", "client-ca": "--client-ca"}
+
+// serve runs the service until ctx is cancelled, then drains. ready, if non-nil, is
+// called with the bound address once the listener accepts connections. The demo runs
+// exactly this function.
+func serve(ctx context.Context, c *serveConfig, log *slog.Logger, ready func(addr net.Addr)) error {
+	var roots *x509.CertPool
+	if c.GatewayCA != "" {
+		pem, err := os.ReadFile(c.GatewayCA)
+		if err != nil {
+			return fmt.Errorf("--gateway-ca: %v", err)
+		}
+		roots = x509.NewCertPool()
+		if !roots.AppendCertsFromPEM(pem) {
+			return fmt.Errorf("--gateway-ca %s: no PEM certificates found", c.GatewayCA)
+		}
+	}
+	up, err := livepeer.New(livepeer.Config{
+		GatewayURL:     c.GatewayURL,
+		Keys:           livepeer.StaticKey(c.Key),
+		RootCAs:        roots,
+		MaxAttempts:    c.MaxAttempts,
+		ConnectTimeout: c.ConnectTimeout,
+		UserAgent:      "genservice/" + version,
+	})
+	if err != nil {
+		return fmt.Errorf("--gateway-url: %v", err)
+	}
+	srv, err := server.New(server.Config{
+		TLS:            c.TLS,
+		Upstream:       up,
+		Logger:         log,
+		ErrorDomain:    c.ErrorDomain,
+		MaxMessageSize: c.MaxMessageSize,
+	})
+	if err != nil {
+		var fe *server.FileError
+		if errors.As(err, &fe) {
+			return fmt.Errorf("%s (%s): %v", tlsFlag[fe.Which], envName(tlsFlag[fe.Which][2:]), err)
+		}
+		return err
+	}
+	lis, err := net.Listen("tcp", c.Listen)
+	if err != nil {
+		return fmt.Errorf("--listen %s: %w", c.Listen, err)
+	}
+	log.Info("genservice serving",
+		slog.String("version", version),
+		slog.String("listen", lis.Addr().String()),
+		slog.String("gatewayUrl", up.GatewayURL()),
+		slog.String("keyFingerprint", c.Key.Fingerprint()),
+		slog.String("keySource", c.KeyOrigin),
+		slog.Int("maxMessageSize", c.MaxMessageSize),
+	)
+	log.Warn("no authorization policy: every caller with a certificate from the client CA may call every RPC")
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(lis) }()
+	if ready != nil {
+		ready(lis.Addr())
+	}
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	log.Info("shutting down", slog.Duration("drainDelay", c.DrainDelay), slog.Duration("grace", c.ShutdownGrace))
+	sctx, cancel := context.WithTimeout(context.Background(), c.DrainDelay+c.ShutdownGrace)
+	defer cancel()
+	srv.Shutdown(sctx, c.DrainDelay)
+	log.Info("stopped")
+	return <-errc
+}
+
+func newLogger(level slog.Level) *slog.Logger {
+	return slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+}
+
+// drainTimeout is how long the demo waits for its servers on Ctrl-C.
+const drainTimeout = 5 * time.Second

@@ -1,0 +1,546 @@
+// Package livepeer is the REST client for the Livepeer AI gateway (Livepeer Studio's
+// /api/beta/generate or a go-livepeer gateway). It knows nothing about gRPC: it turns
+// typed requests into JSON or multipart HTTP requests carrying the backend key as a
+// Bearer token, and upstream failures into typed errors (StatusError, TransportError,
+// BadResponseError) for the caller to map.
+package livepeer
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"mime"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync/atomic"
+	"time"
+)
+
+// DefaultGatewayURL is Livepeer Studio's generate API.
+const DefaultGatewayURL = "https://livepeer.studio/api/beta/generate"
+
+// Config configures a Client.
+type Config struct {
+	// GatewayURL is the base URL; pipeline paths are appended ("<GatewayURL>/text-to-image").
+	GatewayURL string
+	// Keys supplies the backend API key for each request.
+	Keys KeySource
+	// Transport overrides the HTTP transport (tests, benchmarks). Default: NewTransport.
+	Transport http.RoundTripper
+	// RootCAs, if set, replaces the system roots for the gateway's TLS certificate.
+	RootCAs *x509.CertPool
+	// MaxResponseBytes caps a success body. Default 64 MiB (segment-anything-2 masks are
+	// large text arrays).
+	MaxResponseBytes int64
+	// MaxAttempts is the number of attempts for retryable failures (connect errors, 502,
+	// 503, 504, 429 whose Retry-After fits the deadline). Default 2; 1 disables retries.
+	MaxAttempts int
+	// ConnectTimeout bounds dialing and the TLS handshake. Default 10s.
+	ConnectTimeout time.Duration
+	// Timeouts are per-pipeline limits applied when the caller's context has no deadline.
+	// Missing pipelines use DefaultTimeouts.
+	Timeouts map[string]time.Duration
+	// UserAgent is sent on every request.
+	UserAgent string
+	// MaxIdleConnsPerHost sizes the keep-alive pool; Go's default of 2 throttles a proxy.
+	// Default 256.
+	MaxIdleConnsPerHost int
+}
+
+// DefaultTimeouts bounds each pipeline when the caller sets no deadline. Image-to-video
+// and cold models take minutes; Studio itself gives the gateway 10 minutes.
+var DefaultTimeouts = map[string]time.Duration{
+	PipelineTextToImage:      2 * time.Minute,
+	PipelineImageToImage:     2 * time.Minute,
+	PipelineImageToVideo:     10 * time.Minute,
+	PipelineUpscale:          3 * time.Minute,
+	PipelineAudioToText:      5 * time.Minute,
+	PipelineSegmentAnything2: 2 * time.Minute,
+	PipelineLLM:              5 * time.Minute,
+	PipelineImageToText:      2 * time.Minute,
+	PipelineTextToSpeech:     3 * time.Minute,
+}
+
+// Client calls the gateway. It is safe for concurrent use.
+type Client struct {
+	base        *url.URL
+	baseStr     string
+	keys        KeySource
+	http        *http.Client
+	maxResp     int64
+	maxAttempts int
+	timeouts    map[string]time.Duration
+	userAgent   string
+}
+
+// New validates cfg and returns a Client.
+func New(cfg Config) (*Client, error) {
+	if cfg.GatewayURL == "" {
+		cfg.GatewayURL = DefaultGatewayURL
+	}
+	base, err := ParseGatewayURL(cfg.GatewayURL)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Keys == nil {
+		return nil, errors.New("livepeer: no key source")
+	}
+	if cfg.MaxResponseBytes <= 0 {
+		cfg.MaxResponseBytes = 64 << 20
+	}
+	if cfg.MaxAttempts <= 0 {
+		cfg.MaxAttempts = 2
+	}
+	if cfg.ConnectTimeout <= 0 {
+		cfg.ConnectTimeout = 10 * time.Second
+	}
+	if cfg.MaxIdleConnsPerHost <= 0 {
+		cfg.MaxIdleConnsPerHost = 256
+	}
+	if cfg.UserAgent == "" {
+		cfg.UserAgent = "genservice"
+	}
+	timeouts := make(map[string]time.Duration, len(DefaultTimeouts))
+	for k, v := range DefaultTimeouts {
+		timeouts[k] = v
+	}
+	for k, v := range cfg.Timeouts {
+		timeouts[k] = v
+	}
+	rt := cfg.Transport
+	if rt == nil {
+		rt = NewTransport(cfg.ConnectTimeout, cfg.MaxIdleConnsPerHost, cfg.RootCAs)
+	}
+	return &Client{
+		base:        base,
+		baseStr:     strings.TrimSuffix(base.String(), "/"),
+		keys:        cfg.Keys,
+		http:        &http.Client{Transport: rt, CheckRedirect: noRedirects},
+		maxResp:     cfg.MaxResponseBytes,
+		maxAttempts: cfg.MaxAttempts,
+		timeouts:    timeouts,
+		userAgent:   cfg.UserAgent,
+	}, nil
+}
+
+// noRedirects stops the client from following redirects: a redirect would re-send the
+// Authorization header's request to wherever the gateway points, and a POST body cannot
+// be replayed safely anyway. The 3xx surfaces as UPSTREAM_REJECTED.
+func noRedirects(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+
+// ParseGatewayURL checks that raw is an absolute http(s) URL without query, fragment or
+// credentials.
+func ParseGatewayURL(raw string) (*url.URL, error) {
+	u, err := url.Parse(raw)
+	switch {
+	case err != nil:
+		return nil, fmt.Errorf("gateway URL %q is not a URL: %v", raw, err)
+	case u.Scheme != "http" && u.Scheme != "https":
+		return nil, fmt.Errorf("gateway URL %q must start with https:// (or http:// for a local gateway)", raw)
+	case u.Host == "":
+		return nil, fmt.Errorf("gateway URL %q has no host", raw)
+	case u.User != nil:
+		return nil, errors.New("gateway URL must not contain credentials; the key comes from LIVEPEER_API_KEY or LIVEPEER_API_KEY_FILE")
+	case u.RawQuery != "" || u.Fragment != "":
+		return nil, fmt.Errorf("gateway URL %q must not have a query or fragment", raw)
+	}
+	u.Path = strings.TrimSuffix(u.Path, "/")
+	u.RawPath = ""
+	return u, nil
+}
+
+// NewTransport returns the shared transport: keep-alive with a pool sized for a proxy,
+// HTTP/2 when the gateway offers it, bounded connect and TLS handshake times.
+func NewTransport(connectTimeout time.Duration, idlePerHost int, roots *x509.CertPool) *http.Transport {
+	dialer := &net.Dialer{Timeout: connectTimeout, KeepAlive: 30 * time.Second}
+	return &http.Transport{
+		Proxy:                 http.ProxyFromEnvironment,
+		DialContext:           dialer.DialContext,
+		ForceAttemptHTTP2:     true,
+		MaxIdleConns:          idlePerHost * 2,
+		MaxIdleConnsPerHost:   idlePerHost,
+		IdleConnTimeout:       90 * time.Second,
+		TLSHandshakeTimeout:   connectTimeout,
+		ExpectContinueTimeout: time.Second,
+		TLSClientConfig:       &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: roots},
+	}
+}
+
+// GatewayURL returns the configured base URL.
+func (c *Client) GatewayURL() string { return c.baseStr }
+
+// CallInfo collects what happened upstream during one gRPC call, for the call's log line
+// and metrics. Attach one with WithCallInfo; the client fills it in.
+type CallInfo struct {
+	Pipeline string
+	// Attempts made (0 when nothing was sent).
+	Attempts int
+	// Status is the last HTTP status received (0 when none).
+	Status int
+	// Upstream is the total time spent waiting on the gateway, in nanoseconds.
+	upstream atomic.Int64
+	// KeyFingerprint identifies the key the last attempt used.
+	KeyFingerprint string
+}
+
+// UpstreamDuration returns the time spent in upstream requests.
+func (ci *CallInfo) UpstreamDuration() time.Duration { return time.Duration(ci.upstream.Load()) }
+
+type callInfoKey struct{}
+
+// WithCallInfo returns a context whose upstream requests record into ci.
+func WithCallInfo(ctx context.Context, ci *CallInfo) context.Context {
+	return context.WithValue(ctx, callInfoKey{}, ci)
+}
+
+// CallInfoFrom returns the CallInfo attached to ctx, or nil.
+func CallInfoFrom(ctx context.Context) *CallInfo {
+	ci, _ := ctx.Value(callInfoKey{}).(*CallInfo)
+	return ci
+}
+
+// body is a replayable request body.
+type body struct {
+	contentType string
+	size        int64
+	open        func() io.Reader
+}
+
+func jsonBody(v any) (*body, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil, err
+	}
+	return &body{contentType: "application/json", size: int64(len(b)), open: func() io.Reader { return bytes.NewReader(b) }}, nil
+}
+
+func formBody(f *form) (*body, error) {
+	enc, err := f.encode()
+	if err != nil {
+		return nil, err
+	}
+	return &body{contentType: enc.contentType, size: enc.size, open: enc.reader}, nil
+}
+
+// post sends one pipeline request, retrying where safe, and decodes a 2xx JSON answer
+// into out (which must have a check method).
+func (c *Client) post(ctx context.Context, pipeline string, b *body, out checker) error {
+	resp, cancel, err := c.send(ctx, pipeline, b, "application/json")
+	if err != nil {
+		return err
+	}
+	defer cancel()
+	defer resp.Body.Close()
+	return c.decode(ctx, pipeline, resp, out)
+}
+
+type checker interface{ check() error }
+
+// send performs the attempts of one request and returns the first usable (2xx) response
+// with a cancel func that releases the per-call timeout, or an error. The retry loop
+// lives here and only here.
+func (c *Client) send(ctx context.Context, pipeline string, b *body, accept string) (*http.Response, context.CancelFunc, error) {
+	ci := CallInfoFrom(ctx)
+	if ci != nil {
+		ci.Pipeline = pipeline
+	}
+	// Without a caller deadline, bound the call by the pipeline's timeout, and report
+	// its expiry as an upstream timeout rather than the caller's deadline.
+	cancel := context.CancelFunc(func() {})
+	ownDeadline := false
+	if _, ok := ctx.Deadline(); !ok {
+		ctx, cancel = context.WithTimeoutCause(ctx, c.timeouts[pipeline], errPipelineTimeout)
+		ownDeadline = true
+	}
+	endpoint := c.baseStr + "/" + pipeline
+	for attempt := 1; ; attempt++ {
+		key := c.keys.Key()
+		resp, err := c.attempt(ctx, endpoint, key, b, accept, ci)
+		if err != nil {
+			if ctx.Err() != nil {
+				cancel()
+				if ownDeadline && errors.Is(context.Cause(ctx), errPipelineTimeout) {
+					return nil, nil, &TransportError{Pipeline: pipeline, Timeout: true, Err: errPipelineTimeout}
+				}
+				return nil, nil, ctxError(ctx)
+			}
+			terr := &TransportError{Pipeline: pipeline, Err: err}
+			if attempt < c.maxAttempts && isConnectError(err) && c.backoff(ctx, attempt, 0) {
+				continue
+			}
+			cancel()
+			return nil, nil, terr
+		}
+		if resp.StatusCode >= 200 && resp.StatusCode < 300 {
+			return resp, cancel, nil
+		}
+		serr := c.statusError(pipeline, resp)
+		serr.KeyFingerprint = key.Fingerprint()
+		if attempt < c.maxAttempts && c.retryable(ctx, serr) && c.backoff(ctx, attempt, serr.RetryAfter) {
+			continue
+		}
+		cancel()
+		return nil, nil, serr
+	}
+}
+
+var errPipelineTimeout = errors.New("pipeline timeout")
+
+func (c *Client) attempt(ctx context.Context, endpoint string, key APIKey, b *body, accept string, ci *CallInfo) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, b.open())
+	if err != nil {
+		return nil, err
+	}
+	req.ContentLength = b.size
+	req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(b.open()), nil }
+	req.Header["Content-Type"] = []string{b.contentType}
+	req.Header["Accept"] = []string{accept}
+	req.Header["User-Agent"] = []string{c.userAgent}
+	req.Header["Authorization"] = []string{key.authorization()}
+	start := time.Now()
+	resp, err := c.http.Do(req)
+	if ci != nil {
+		ci.Attempts++
+		ci.KeyFingerprint = key.Fingerprint()
+		ci.upstream.Add(int64(time.Since(start)))
+		if resp != nil {
+			ci.Status = resp.StatusCode
+		}
+	}
+	return resp, err
+}
+
+// retryable reports whether a status is worth another attempt: the gateway said it is
+// busy or briefly unreachable, before generating anything. 500 is never retried: the
+// generation may have run and been paid for.
+func (c *Client) retryable(ctx context.Context, e *StatusError) bool {
+	switch e.StatusCode {
+	case http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+		return fitsDeadline(ctx, e.RetryAfter)
+	case http.StatusTooManyRequests:
+		return e.HasRetryAfter && fitsDeadline(ctx, e.RetryAfter)
+	}
+	return false
+}
+
+func fitsDeadline(ctx context.Context, wait time.Duration) bool {
+	dl, ok := ctx.Deadline()
+	return !ok || time.Until(dl) > wait
+}
+
+// backoff sleeps before the next attempt: at least retryAfter, else jittered exponential
+// from 100 ms. It returns false if the context ends first.
+func (c *Client) backoff(ctx context.Context, attempt int, retryAfter time.Duration) bool {
+	d := retryAfter
+	if d <= 0 {
+		base := 100 * time.Millisecond << (attempt - 1)
+		base = min(base, 2*time.Second)
+		d = base/2 + rand.N(base/2+1)
+	}
+	if !fitsDeadline(ctx, d) {
+		return false
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// isConnectError reports errors where the request certainly never reached the gateway,
+// so retrying cannot run a generation twice.
+func isConnectError(err error) bool {
+	var op *net.OpError
+	if errors.As(err, &op) && op.Op == "dial" {
+		return true
+	}
+	var dns *net.DNSError
+	return errors.As(err, &dns)
+}
+
+func ctxError(ctx context.Context) error {
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return context.DeadlineExceeded
+	}
+	return context.Canceled
+}
+
+func (c *Client) statusError(pipeline string, resp *http.Response) *StatusError {
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
+	msg, violations := ParseErrorBody(raw)
+	e := &StatusError{Pipeline: pipeline, StatusCode: resp.StatusCode, Message: msg, Violations: violations}
+	if ra := resp.Header.Get("Retry-After"); ra != "" {
+		e.RetryAfter, e.HasRetryAfter = ParseRetryAfter(ra, time.Now())
+	}
+	return e
+}
+
+func (c *Client) decode(ctx context.Context, pipeline string, resp *http.Response, out checker) error {
+	if mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); mt != "application/json" {
+		if mt == "" {
+			mt = "no content type"
+		}
+		return &BadResponseError{Pipeline: pipeline, Reason: "expected application/json, got " + mt}
+	}
+	data, err := io.ReadAll(io.LimitReader(resp.Body, c.maxResp+1))
+	if err != nil {
+		if ctx.Err() != nil {
+			return ctxError(ctx)
+		}
+		return &TransportError{Pipeline: pipeline, Err: err}
+	}
+	switch {
+	case int64(len(data)) > c.maxResp:
+		return &BadResponseError{Pipeline: pipeline, Reason: fmt.Sprintf("body larger than %d bytes", c.maxResp)}
+	case len(bytes.TrimSpace(data)) == 0:
+		return &BadResponseError{Pipeline: pipeline, Reason: "empty body"}
+	}
+	if err := json.Unmarshal(data, out); err != nil {
+		return &BadResponseError{Pipeline: pipeline, Reason: "invalid JSON: " + truncate(Sanitize(err.Error()))}
+	}
+	if err := out.check(); err != nil {
+		return &BadResponseError{Pipeline: pipeline, Reason: err.Error()}
+	}
+	return nil
+}
+
+// absolute resolves a result URL against the gateway URL: a go-livepeer gateway may
+// return "/stream/<id>/<n>.png", which a caller elsewhere could not use.
+func (c *Client) absolute(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || u.IsAbs() {
+		return raw
+	}
+	return c.base.ResolveReference(u).String()
+}
+
+func (c *Client) absoluteMedia(ms []Media) {
+	for i := range ms {
+		ms[i].URL = c.absolute(ms[i].URL)
+	}
+}
+
+// TextToImage calls POST /text-to-image.
+func (c *Client) TextToImage(ctx context.Context, p *TextToImageParams) (*ImageResponse, error) {
+	b, err := jsonBody(p)
+	if err != nil {
+		return nil, err
+	}
+	return c.images(ctx, PipelineTextToImage, b)
+}
+
+// ImageToImage calls POST /image-to-image.
+func (c *Client) ImageToImage(ctx context.Context, p *ImageToImageParams) (*ImageResponse, error) {
+	b, err := formBody(p.form())
+	if err != nil {
+		return nil, err
+	}
+	return c.images(ctx, PipelineImageToImage, b)
+}
+
+// ImageToVideo calls POST /image-to-video.
+func (c *Client) ImageToVideo(ctx context.Context, p *ImageToVideoParams) (*ImageResponse, error) {
+	b, err := formBody(p.form())
+	if err != nil {
+		return nil, err
+	}
+	return c.images(ctx, PipelineImageToVideo, b)
+}
+
+// Upscale calls POST /upscale.
+func (c *Client) Upscale(ctx context.Context, p *UpscaleParams) (*ImageResponse, error) {
+	b, err := formBody(p.form())
+	if err != nil {
+		return nil, err
+	}
+	return c.images(ctx, PipelineUpscale, b)
+}
+
+func (c *Client) images(ctx context.Context, pipeline string, b *body) (*ImageResponse, error) {
+	var out ImageResponse
+	if err := c.post(ctx, pipeline, b, &out); err != nil {
+		return nil, err
+	}
+	c.absoluteMedia(out.Images)
+	return &out, nil
+}
+
+// AudioToText calls POST /audio-to-text.
+func (c *Client) AudioToText(ctx context.Context, p *AudioToTextParams) (*TextResponse, error) {
+	b, err := formBody(p.form())
+	if err != nil {
+		return nil, err
+	}
+	var out TextResponse
+	if err := c.post(ctx, PipelineAudioToText, b, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// SegmentAnything2 calls POST /segment-anything-2.
+func (c *Client) SegmentAnything2(ctx context.Context, p *SegmentAnything2Params) (*MasksResponse, error) {
+	b, err := formBody(p.form())
+	if err != nil {
+		return nil, err
+	}
+	var out MasksResponse
+	if err := c.post(ctx, PipelineSegmentAnything2, b, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// LLM calls POST /llm with stream=false.
+func (c *Client) LLM(ctx context.Context, p *LLMRequest) (*LLMResponse, error) {
+	q := *p
+	q.Stream = false
+	b, err := jsonBody(&q)
+	if err != nil {
+		return nil, err
+	}
+	var out LLMResponse
+	if err := c.post(ctx, PipelineLLM, b, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// ImageToText calls POST /image-to-text.
+func (c *Client) ImageToText(ctx context.Context, p *ImageToTextParams) (*ImageToTextResponse, error) {
+	b, err := formBody(p.form())
+	if err != nil {
+		return nil, err
+	}
+	var out ImageToTextResponse
+	if err := c.post(ctx, PipelineImageToText, b, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// TextToSpeech calls POST /text-to-speech.
+func (c *Client) TextToSpeech(ctx context.Context, p *TextToSpeechParams) (*AudioResponse, error) {
+	b, err := jsonBody(p)
+	if err != nil {
+		return nil, err
+	}
+	var out AudioResponse
+	if err := c.post(ctx, PipelineTextToSpeech, b, &out); err != nil {
+		return nil, err
+	}
+	out.Audio.URL = c.absolute(out.Audio.URL)
+	return &out, nil
+}

@@ -1,0 +1,194 @@
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"log/slog"
+	"runtime/debug"
+	"time"
+
+	grpcmw "github.com/grpc-ecosystem/go-grpc-middleware/v2"
+	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
+
+	"genservice/livepeer"
+)
+
+// call is the per-call state the outermost interceptor creates and the inner layers
+// fill in, so that the one log line per call can report all of it.
+type call struct {
+	requestID string
+	principal Principal
+	upstream  livepeer.CallInfo
+}
+
+type callKey struct{}
+
+func callFrom(ctx context.Context) *call {
+	c, _ := ctx.Value(callKey{}).(*call)
+	return c
+}
+
+// RequestIDFrom returns the call's request id ("" outside a call).
+func RequestIDFrom(ctx context.Context) string {
+	if c := callFrom(ctx); c != nil {
+		return c.requestID
+	}
+	return ""
+}
+
+const requestIDHeader = "x-request-id"
+
+// requestID takes the caller's x-request-id when it is a sane token (so a trace across
+// services keeps one id), else makes a new one.
+func requestID(ctx context.Context) string {
+	if md, ok := metadata.FromIncomingContext(ctx); ok {
+		if v := md.Get(requestIDHeader); len(v) > 0 && validRequestID(v[0]) {
+			return v[0]
+		}
+	}
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+func validRequestID(s string) bool {
+	if len(s) == 0 || len(s) > 128 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.' || c == ':') {
+			return false
+		}
+	}
+	return true
+}
+
+// begin sets up the call state: request id (echoed in the response header), principal
+// from the verified client certificate, and the upstream CallInfo.
+func (s *Server) begin(ctx context.Context) (context.Context, *call) {
+	c := &call{requestID: requestID(ctx)}
+	if p, ok := peerPrincipal(ctx); ok {
+		c.principal = p
+		ctx = WithPrincipal(ctx, p)
+	}
+	ctx = context.WithValue(ctx, callKey{}, c)
+	ctx = livepeer.WithCallInfo(ctx, &c.upstream)
+	_ = grpc.SetHeader(ctx, metadata.Pairs(requestIDHeader, c.requestID))
+	return ctx, c
+}
+
+// logCall writes the one line per call. It never logs payloads or the key; the status
+// message is ours and upstream text in it is sanitized and truncated.
+func (s *Server) logCall(ctx context.Context, method string, start time.Time, c *call, err error) {
+	total := time.Since(start)
+	st := status.Convert(err)
+	level := slog.LevelInfo
+	if err != nil {
+		level = slog.LevelWarn
+	}
+	if !s.log.Enabled(ctx, level) {
+		return
+	}
+	attrs := make([]slog.Attr, 0, 14)
+	attrs = append(attrs,
+		slog.String("method", method),
+		slog.String("code", st.Code().String()),
+		slog.Float64("durationMs", ms(total)),
+		slog.String("requestId", c.requestID),
+		slog.String("principal", c.principal.Name),
+	)
+	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
+		attrs = append(attrs, slog.String("peer", p.Addr.String()))
+	}
+	if c.upstream.Attempts > 0 {
+		up := c.upstream.UpstreamDuration()
+		attrs = append(attrs,
+			slog.String("pipeline", c.upstream.Pipeline),
+			slog.Int("upstreamStatus", c.upstream.Status),
+			slog.Int("attempts", c.upstream.Attempts),
+			slog.Float64("upstreamMs", ms(up)),
+			slog.Float64("overheadMs", ms(total-up)),
+			slog.String("keyFingerprint", c.upstream.KeyFingerprint),
+		)
+	}
+	if err != nil {
+		attrs = append(attrs, slog.String("error", st.Message()))
+	}
+	s.log.LogAttrs(ctx, level, "call", attrs...)
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+func (s *Server) unaryFront(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	start := time.Now()
+	ctx, c := s.begin(ctx)
+	resp, err := handler(ctx, req)
+	s.logCall(ctx, info.FullMethod, start, c, err)
+	return resp, err
+}
+
+func (s *Server) streamFront(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	start := time.Now()
+	ctx, c := s.begin(ss.Context())
+	w := grpcmw.WrapServerStream(ss)
+	w.WrappedContext = ctx
+	err := handler(srv, w)
+	s.logCall(ctx, info.FullMethod, start, c, err)
+	return err
+}
+
+// admit rejects calls that must not reach a handler: anything but health without a
+// client certificate, and new calls while draining.
+func (s *Server) admit(ctx context.Context, method string) error {
+	if isHealthMethod(method) {
+		return nil
+	}
+	if s.draining.Load() {
+		return s.errs.ShuttingDown()
+	}
+	if _, ok := PrincipalFrom(ctx); !ok {
+		return s.errs.ClientCertificateRequired(method)
+	}
+	return nil
+}
+
+func (s *Server) unaryAdmit(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	if err := s.admit(ctx, info.FullMethod); err != nil {
+		return nil, err
+	}
+	return handler(ctx, req)
+}
+
+func (s *Server) streamAdmit(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	if err := s.admit(ss.Context(), info.FullMethod); err != nil {
+		return err
+	}
+	return handler(srv, ss)
+}
+
+// recovered turns a panic into INTERNAL with nothing of the panic in the status; the
+// log line carries the panic value and stack under the request id. Values that hold the
+// API key print as [REDACTED] (livepeer.APIKey implements every formatter).
+func (s *Server) recovered(ctx context.Context, p any) error {
+	rid := RequestIDFrom(ctx)
+	s.log.LogAttrs(ctx, slog.LevelError, "panic in handler",
+		slog.String("requestId", rid),
+		slog.Any("panic", p),
+		slog.String("stack", string(debug.Stack())),
+	)
+	return s.errs.Internal(rid)
+}
+
+func (s *Server) interceptors() []grpc.ServerOption {
+	rec := recovery.WithRecoveryHandlerContext(s.recovered)
+	return []grpc.ServerOption{
+		grpc.ChainUnaryInterceptor(s.unaryFront, recovery.UnaryServerInterceptor(rec), s.unaryAdmit),
+		grpc.ChainStreamInterceptor(s.streamFront, recovery.StreamServerInterceptor(rec), s.streamAdmit),
+	}
+}

@@ -1,0 +1,136 @@
+// Package server is the gRPC side of genservice: the GenerationService handlers, the
+// interceptors (identity, recovery, logging), mTLS and the status table.
+package server
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/reflection"
+
+	generationv1 "genservice/gen/livepeer/generation/v1"
+	"genservice/livepeer"
+)
+
+// Config configures a Server.
+type Config struct {
+	// TLS names the listener's certificate, key and client-CA files. Required.
+	TLS TLSFiles
+	// Upstream is the gateway client. Required.
+	Upstream *livepeer.Client
+	// Logger receives one line per call and operational events. Default: slog.Default().
+	Logger *slog.Logger
+	// ErrorDomain is ErrorInfo.domain on every status. Default DefaultErrorDomain.
+	ErrorDomain string
+	// MaxMessageSize caps received and sent messages in bytes. Default 32 MiB: gRPC's
+	// 4 MiB default is too small for video and audio uploads.
+	MaxMessageSize int
+	// MaxConcurrentStreams per connection. Default 1000.
+	MaxConcurrentStreams uint32
+}
+
+// Server is a configured gRPC server. Create it with New, run it with Serve, stop it
+// with Shutdown.
+type Server struct {
+	grpc     *grpc.Server
+	health   *health.Server
+	log      *slog.Logger
+	errs     Errors
+	tls      tlsConfig
+	draining atomic.Bool
+}
+
+// DefaultMaxMessageSize is the default cap on message sizes.
+const DefaultMaxMessageSize = 32 << 20
+
+// New loads the TLS material and builds the server. Health reports SERVING once New
+// returns: certificates and key are loaded by then.
+func New(cfg Config) (*Server, error) {
+	if cfg.Upstream == nil {
+		return nil, errors.New("server: no upstream client")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.ErrorDomain == "" {
+		cfg.ErrorDomain = DefaultErrorDomain
+	}
+	if cfg.MaxMessageSize <= 0 {
+		cfg.MaxMessageSize = DefaultMaxMessageSize
+	}
+	if cfg.MaxConcurrentStreams == 0 {
+		cfg.MaxConcurrentStreams = 1000
+	}
+	s := &Server{log: cfg.Logger, errs: Errors{Domain: cfg.ErrorDomain}}
+	m, err := loadTLS(cfg.TLS)
+	if err != nil {
+		return nil, err
+	}
+	s.tls.set(m)
+
+	opts := []grpc.ServerOption{
+		grpc.Creds(credentials.NewTLS(s.tls.config())),
+		grpc.MaxRecvMsgSize(cfg.MaxMessageSize),
+		grpc.MaxSendMsgSize(cfg.MaxMessageSize),
+		grpc.MaxConcurrentStreams(cfg.MaxConcurrentStreams),
+		grpc.ConnectionTimeout(10 * time.Second),
+		grpc.MaxHeaderListSize(64 << 10),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 2 * time.Minute, Timeout: 20 * time.Second}),
+	}
+	opts = append(opts, s.interceptors()...)
+	s.grpc = grpc.NewServer(opts...)
+	generationv1.RegisterGenerationServiceServer(s.grpc, &service{up: cfg.Upstream, errs: s.errs})
+	s.health = health.NewServer()
+	healthpb.RegisterHealthServer(s.grpc, s.health)
+	reflection.Register(s.grpc)
+	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	s.health.SetServingStatus(generationv1.GenerationService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+	return s, nil
+}
+
+// Serve accepts connections on lis until Shutdown.
+func (s *Server) Serve(lis net.Listener) error {
+	err := s.grpc.Serve(lis)
+	if errors.Is(err, grpc.ErrServerStopped) {
+		return nil
+	}
+	return err
+}
+
+// Shutdown drains the server: health turns NOT_SERVING so load balancers stop sending,
+// and after drainDelay the server stops accepting calls (GOAWAY) and waits for
+// in-flight calls until ctx ends, then closes whatever is left.
+func (s *Server) Shutdown(ctx context.Context, drainDelay time.Duration) {
+	s.health.Shutdown() // every service NOT_SERVING
+	if drainDelay > 0 {
+		t := time.NewTimer(drainDelay)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+		}
+		t.Stop()
+	}
+	s.draining.Store(true)
+	done := make(chan struct{})
+	go func() {
+		s.grpc.GracefulStop()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		s.log.Warn("shutdown grace period over; closing remaining calls")
+		s.grpc.Stop()
+		<-done
+	}
+}

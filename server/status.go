@@ -1,0 +1,211 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	errdetails "google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/protoadapt"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	generationv1 "genservice/gen/livepeer/generation/v1"
+	"genservice/livepeer"
+)
+
+// This file is the error table of DESIGN §7: the one place where outcomes become gRPC
+// statuses. Every non-OK status carries ErrorInfo with the service's domain.
+
+// DefaultErrorDomain is ErrorInfo.domain unless configured otherwise.
+const DefaultErrorDomain = "genservice"
+
+// Errors builds statuses for one error domain.
+type Errors struct {
+	Domain string
+}
+
+// reasonName is the ErrorReason value's name without the enum prefix, as carried in
+// ErrorInfo.reason.
+func reasonName(r generationv1.ErrorReason) string {
+	return strings.TrimPrefix(r.String(), "ERROR_REASON_")
+}
+
+// New returns a status error with ErrorInfo and any extra details. Empty metadata
+// values are dropped.
+func (e Errors) New(code codes.Code, reason generationv1.ErrorReason, msg string, meta map[string]string, details ...protoadapt.MessageV1) error {
+	for k, v := range meta {
+		if v == "" {
+			delete(meta, k)
+		}
+	}
+	st := status.New(code, msg)
+	all := make([]protoadapt.MessageV1, 0, 1+len(details))
+	all = append(all, &errdetails.ErrorInfo{Reason: reasonName(reason), Domain: e.Domain, Metadata: meta})
+	all = append(all, details...)
+	if withDetails, err := st.WithDetails(all...); err == nil {
+		st = withDetails
+	}
+	return st.Err()
+}
+
+// ClientCertificateRequired is the status for a caller without a client certificate.
+func (e Errors) ClientCertificateRequired(method string) error {
+	return e.New(codes.Unauthenticated, generationv1.ErrorReason_ERROR_REASON_CLIENT_CERTIFICATE_REQUIRED,
+		"a client certificate is required: connect with a certificate issued by the CA genservice trusts",
+		map[string]string{"method": method})
+}
+
+// ShuttingDown is the status for calls arriving while the server drains.
+func (e Errors) ShuttingDown() error {
+	return e.New(codes.Unavailable, generationv1.ErrorReason_ERROR_REASON_SHUTTING_DOWN,
+		"genservice is shutting down; retry on another replica", nil)
+}
+
+// Internal is the status for a panic or other unexpected failure. It says nothing about
+// the cause; the log has it under the request id.
+func (e Errors) Internal(requestID string) error {
+	return e.New(codes.Internal, generationv1.ErrorReason_ERROR_REASON_INTERNAL_ERROR,
+		"internal error in genservice; operators can find it in the log by request id",
+		map[string]string{"requestId": requestID})
+}
+
+// FieldViolation is one invalid request field.
+type FieldViolation struct {
+	Field       string
+	Description string
+}
+
+// InvalidRequest is the status for a request that fails genservice's own validation.
+func (e Errors) InvalidRequest(violations []FieldViolation) error {
+	br := &errdetails.BadRequest{}
+	var b strings.Builder
+	b.WriteString("invalid request: ")
+	for i, v := range violations {
+		br.FieldViolations = append(br.FieldViolations, &errdetails.BadRequest_FieldViolation{Field: v.Field, Description: v.Description})
+		if i > 0 {
+			b.WriteString("; ")
+		}
+		b.WriteString(v.Field + ": " + v.Description)
+	}
+	return e.New(codes.InvalidArgument, generationv1.ErrorReason_ERROR_REASON_INVALID_REQUEST, b.String(), nil, br)
+}
+
+// Upstream maps an error from the livepeer client to a status. Context errors become
+// DEADLINE_EXCEEDED or CANCELLED; anything unrecognised becomes INTERNAL_ERROR.
+func (e Errors) Upstream(err error, requestID string) error {
+	var (
+		se  *livepeer.StatusError
+		te  *livepeer.TransportError
+		bre *livepeer.BadResponseError
+		ste *livepeer.StreamTruncatedError
+	)
+	switch {
+	case errors.Is(err, context.DeadlineExceeded):
+		return status.Error(codes.DeadlineExceeded, "the call's deadline passed before the gateway answered")
+	case errors.Is(err, context.Canceled):
+		return status.Error(codes.Canceled, "the call was cancelled")
+	case errors.As(err, &se):
+		return e.upstreamStatus(se)
+	case errors.As(err, &te):
+		meta := map[string]string{"pipeline": te.Pipeline}
+		if te.Timeout {
+			return e.New(codes.Unavailable, generationv1.ErrorReason_ERROR_REASON_UPSTREAM_TIMEOUT,
+				fmt.Sprintf("the gateway did not finish %s within genservice's timeout for it; set a longer deadline or retry later", te.Pipeline), meta)
+		}
+		return e.New(codes.Unavailable, generationv1.ErrorReason_ERROR_REASON_UPSTREAM_UNREACHABLE,
+			"genservice could not reach the Livepeer gateway; retry later", meta)
+	case errors.As(err, &bre):
+		return e.New(codes.Internal, generationv1.ErrorReason_ERROR_REASON_UPSTREAM_BAD_RESPONSE,
+			"the gateway answered "+bre.Pipeline+" with an unusable response: "+bre.Reason,
+			map[string]string{"pipeline": bre.Pipeline})
+	case errors.As(err, &ste):
+		return e.New(codes.Unavailable, generationv1.ErrorReason_ERROR_REASON_UPSTREAM_STREAM_TRUNCATED,
+			"the gateway ended the stream before its final event; retry the call",
+			map[string]string{"pipeline": ste.Pipeline, "events": strconv.Itoa(ste.Events)})
+	}
+	return e.Internal(requestID)
+}
+
+// upstreamStatus maps a non-2xx gateway answer (the HTTP rows of the table).
+func (e Errors) upstreamStatus(se *livepeer.StatusError) error {
+	meta := map[string]string{
+		"pipeline":        se.Pipeline,
+		"upstreamStatus":  strconv.Itoa(se.StatusCode),
+		"upstreamMessage": se.Message,
+	}
+	said := ""
+	if se.Message != "" {
+		said = ": " + se.Message
+	}
+	code := se.StatusCode
+	switch {
+	case code == http.StatusUnauthorized:
+		meta["keyFingerprint"] = se.KeyFingerprint
+		return e.New(codes.Unauthenticated, generationv1.ErrorReason_ERROR_REASON_UPSTREAM_API_KEY_REJECTED,
+			"the Livepeer gateway rejected genservice's backend API key (HTTP 401"+said+"); this is a server configuration problem, not the caller's credentials",
+			meta, &errdetails.Help{Links: []*errdetails.Help_Link{{
+				Description: "Operators: check that LIVEPEER_API_KEY or LIVEPEER_API_KEY_FILE holds a current Livepeer Studio backend API key whose fingerprint (sha256 of the key, first 8 hex digits) matches keyFingerprint, and that the key was not deleted",
+				Url:         "https://docs.livepeer.org/api-reference/overview/authentication",
+			}}})
+	case code == http.StatusForbidden:
+		meta["keyFingerprint"] = se.KeyFingerprint
+		return e.New(codes.PermissionDenied, generationv1.ErrorReason_ERROR_REASON_UPSTREAM_API_KEY_FORBIDDEN,
+			"the Livepeer gateway refused genservice's API key for this operation (HTTP 403"+said+"); operators should configure a backend (non-CORS) API key",
+			meta, &errdetails.Help{Links: []*errdetails.Help_Link{{
+				Description: "Create a Livepeer Studio API key without CORS access for server-side use",
+				Url:         "https://docs.livepeer.org/api-reference/overview/authentication",
+			}}})
+	case code == http.StatusBadRequest || code == http.StatusRequestEntityTooLarge ||
+		code == http.StatusUnsupportedMediaType || code == http.StatusUnprocessableEntity:
+		var details []protoadapt.MessageV1
+		if len(se.Violations) > 0 {
+			br := &errdetails.BadRequest{}
+			for _, v := range se.Violations {
+				br.FieldViolations = append(br.FieldViolations, &errdetails.BadRequest_FieldViolation{Field: upstreamField(v.Field), Description: v.Message})
+			}
+			details = append(details, br)
+		}
+		return e.New(codes.InvalidArgument, generationv1.ErrorReason_ERROR_REASON_UPSTREAM_INVALID_ARGUMENT,
+			"the gateway rejected the request (HTTP "+strconv.Itoa(code)+said+")", meta, details...)
+	case code == http.StatusNotFound:
+		return e.New(codes.Unimplemented, generationv1.ErrorReason_ERROR_REASON_UPSTREAM_PIPELINE_UNSUPPORTED,
+			"the configured gateway does not serve the "+se.Pipeline+" pipeline (HTTP 404); Livepeer Studio has no image-to-text or text-to-speech", meta)
+	case code == http.StatusTooManyRequests:
+		return e.New(codes.ResourceExhausted, generationv1.ErrorReason_ERROR_REASON_UPSTREAM_RATE_LIMITED,
+			"the gateway rate-limited genservice's API key (HTTP 429"+said+"); retry after the delay in RetryInfo", meta, retryInfo(se)...)
+	case code == http.StatusBadGateway || code == http.StatusServiceUnavailable:
+		return e.New(codes.Unavailable, generationv1.ErrorReason_ERROR_REASON_UPSTREAM_UNAVAILABLE,
+			"the gateway is temporarily unavailable (HTTP "+strconv.Itoa(code)+said+"); retry later", meta, retryInfo(se)...)
+	case code == http.StatusGatewayTimeout || code == http.StatusRequestTimeout:
+		return e.New(codes.Unavailable, generationv1.ErrorReason_ERROR_REASON_UPSTREAM_TIMEOUT,
+			"the gateway timed out (HTTP "+strconv.Itoa(code)+said+"); retry later", meta, retryInfo(se)...)
+	case code >= 500:
+		return e.New(codes.Internal, generationv1.ErrorReason_ERROR_REASON_UPSTREAM_INTERNAL_ERROR,
+			"the gateway failed (HTTP "+strconv.Itoa(code)+said+"); genservice does not retry this because the generation may already have run", meta)
+	}
+	return e.New(codes.FailedPrecondition, generationv1.ErrorReason_ERROR_REASON_UPSTREAM_REJECTED,
+		"the gateway refused the request (HTTP "+strconv.Itoa(code)+said+")", meta)
+}
+
+// upstreamField turns a gateway field path ("body.prompt") into the request field name
+// the caller set ("prompt"): the upstream names are the proto's names.
+func upstreamField(f string) string {
+	f = strings.TrimPrefix(f, "body.")
+	if f == "body" {
+		return ""
+	}
+	return f
+}
+
+func retryInfo(se *livepeer.StatusError) []protoadapt.MessageV1 {
+	if !se.HasRetryAfter {
+		return nil
+	}
+	return []protoadapt.MessageV1{&errdetails.RetryInfo{RetryDelay: durationpb.New(max(se.RetryAfter, 0*time.Second))}}
+}
