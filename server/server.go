@@ -36,6 +36,9 @@ type Config struct {
 	MaxMessageSize int
 	// MaxConcurrentStreams per connection. Default 1000.
 	MaxConcurrentStreams uint32
+	// StreamIdleTimeout is the longest gap between two LLMStream events before the call
+	// fails with UPSTREAM_TIMEOUT. Default livepeer.DefaultStreamIdleTimeout.
+	StreamIdleTimeout time.Duration
 }
 
 // Server is a configured gRPC server. Create it with New, run it with Serve, stop it
@@ -89,7 +92,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	opts = append(opts, s.interceptors()...)
 	s.grpc = grpc.NewServer(opts...)
-	generationv1.RegisterGenerationServiceServer(s.grpc, &service{up: cfg.Upstream, errs: s.errs})
+	generationv1.RegisterGenerationServiceServer(s.grpc, &service{up: cfg.Upstream, errs: s.errs, streamIdle: cfg.StreamIdleTimeout})
 	s.health = health.NewServer()
 	healthpb.RegisterHealthServer(s.grpc, s.health)
 	reflection.Register(s.grpc)

@@ -2,7 +2,10 @@ package server
 
 import (
 	"context"
+	"errors"
+	"io"
 	"strconv"
+	"time"
 
 	generationv1 "genservice/gen/livepeer/generation/v1"
 	"genservice/livepeer"
@@ -12,8 +15,9 @@ import (
 // convert the answer. Upstream failures go through Errors.Upstream, the one mapping.
 type service struct {
 	generationv1.UnimplementedGenerationServiceServer
-	up   *livepeer.Client
-	errs Errors
+	up         *livepeer.Client
+	errs       Errors
+	streamIdle time.Duration
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }
@@ -264,4 +268,30 @@ func (s *service) TextToSpeech(ctx context.Context, r *generationv1.TextToSpeech
 		return nil, s.fail(ctx, err)
 	}
 	return &generationv1.TextToSpeechResponse{Audio: &generationv1.MediaURL{Url: res.Audio.URL}}, nil
+}
+
+func (s *service) LLMStream(r *generationv1.LLMStreamRequest, stream generationv1.GenerationService_LLMStreamServer) error {
+	ctx := stream.Context()
+	if v := validateLLM(r.GetMessages(), r.MaxTokens, r.TopP); len(v) > 0 {
+		return s.invalid(v)
+	}
+	up, err := s.up.LLMStream(ctx, llmRequest(r.GetMessages(), r.GetModel(), r.Temperature, r.MaxTokens, r.TopP, r.TopK), s.streamIdle)
+	if err != nil {
+		return s.fail(ctx, err)
+	}
+	defer up.Close()
+	for {
+		ev, err := up.Next()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return s.fail(ctx, err)
+		}
+		// Send hands the message to the transport, which writes it to the connection
+		// without waiting for more: each event reaches the caller as it arrives.
+		if err := stream.Send(&generationv1.LLMStreamResponse{Id: ev.ID, Model: ev.Model, Created: ev.Created, Usage: llmUsage(ev.Usage), Choices: llmChoices(ev.Choices)}); err != nil {
+			return err
+		}
+	}
 }

@@ -104,6 +104,8 @@ func (e Errors) Upstream(err error, requestID string) error {
 		te  *livepeer.TransportError
 		bre *livepeer.BadResponseError
 		ste *livepeer.StreamTruncatedError
+		see *livepeer.StreamEventError
+		sie *livepeer.StreamIdleError
 	)
 	switch {
 	case errors.Is(err, context.DeadlineExceeded):
@@ -124,6 +126,14 @@ func (e Errors) Upstream(err error, requestID string) error {
 		return e.New(codes.Internal, generationv1.ErrorReason_ERROR_REASON_UPSTREAM_BAD_RESPONSE,
 			"the gateway answered "+bre.Pipeline+" with an unusable response: "+bre.Reason,
 			map[string]string{"pipeline": bre.Pipeline})
+	case errors.As(err, &see):
+		return e.New(codes.Internal, generationv1.ErrorReason_ERROR_REASON_UPSTREAM_INTERNAL_ERROR,
+			"the gateway failed during the stream: "+see.Message,
+			map[string]string{"pipeline": see.Pipeline, "upstreamMessage": see.Message})
+	case errors.As(err, &sie):
+		return e.New(codes.Unavailable, generationv1.ErrorReason_ERROR_REASON_UPSTREAM_TIMEOUT,
+			"the gateway sent no stream event for "+sie.Idle.String()+"; retry the call",
+			map[string]string{"pipeline": sie.Pipeline, "idleTimeout": sie.Idle.String()})
 	case errors.As(err, &ste):
 		return e.New(codes.Unavailable, generationv1.ErrorReason_ERROR_REASON_UPSTREAM_STREAM_TRUNCATED,
 			"the gateway ended the stream before its final event; retry the call",

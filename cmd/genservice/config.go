@@ -27,6 +27,7 @@ type serveConfig struct {
 	ErrorDomain    string
 	MaxAttempts    int
 	ConnectTimeout time.Duration
+	StreamIdle     time.Duration
 
 	Key livepeer.APIKey
 	// KeyOrigin says where the key came from ("LIVEPEER_API_KEY" or the file), for logs.
@@ -102,6 +103,7 @@ func serveFlags(fs *flag.FlagSet, c *serveConfig) {
 	fs.StringVar(&c.ErrorDomain, "error-domain", server.DefaultErrorDomain, "google.rpc.ErrorInfo domain on every error status")
 	fs.IntVar(&c.MaxAttempts, "upstream-max-attempts", 2, "attempts per gateway call for retryable failures (connect errors, 502/503/504, 429 with a Retry-After that fits the deadline); 1 disables retries")
 	fs.DurationVar(&c.ConnectTimeout, "upstream-connect-timeout", 10*time.Second, "limit on connecting to the gateway, TLS handshake included")
+	fs.DurationVar(&c.StreamIdle, "stream-idle-timeout", livepeer.DefaultStreamIdleTimeout, "longest gap between two LLMStream events before the call fails with UPSTREAM_TIMEOUT")
 }
 
 // applyEnv sets every flag not given on the command line from its GENSERVICE_ variable
@@ -163,6 +165,9 @@ func (c *serveConfig) validate(getenv func(string) string, readFile func(string)
 	}
 	if c.ConnectTimeout <= 0 {
 		bad("--upstream-connect-timeout (GENSERVICE_UPSTREAM_CONNECT_TIMEOUT) must be positive")
+	}
+	if c.StreamIdle <= 0 {
+		bad("--stream-idle-timeout (GENSERVICE_STREAM_IDLE_TIMEOUT) must be positive")
 	}
 	if strings.TrimSpace(c.ErrorDomain) == "" {
 		bad("--error-domain (GENSERVICE_ERROR_DOMAIN) must not be empty")

@@ -85,7 +85,7 @@ func demo(ctx context.Context, args []string, out io.Writer) error {
 		c := &serveConfig{
 			Listen: listenAddr, TLS: files.server, GatewayURL: sim.URL(),
 			MaxMessageSize: 32 << 20, ShutdownGrace: drainTimeout, ErrorDomain: "genservice",
-			MaxAttempts: 2, ConnectTimeout: 5 * time.Second, Key: k, KeyOrigin: "demo",
+			MaxAttempts: 2, ConnectTimeout: 5 * time.Second, StreamIdle: 30 * time.Second, Key: k, KeyOrigin: "demo",
 		}
 		ready := make(chan string, 1)
 		errc := make(chan error, 1)
@@ -221,13 +221,34 @@ func demoCalls(ctx context.Context, out io.Writer, files *demoFiles, addr, revok
 	for _, c := range llm.GetChoices() {
 		fmt.Fprintf(out, "   OK  %s: %q (finish_reason=%s, %d tokens)\n", c.GetMessage().GetRole(), c.GetMessage().GetContent(), c.GetFinishReason(), llm.GetUsage().GetTotalTokens())
 	}
-	fmt.Fprintf(out, "\n3. TextToImage through the instance whose backend key the gateway rejects (HTTP 401):\n")
+	fmt.Fprintf(out, "\n3. LLMStream, one message per upstream event:\n   ")
+	st, err := ok.LLMStream(cctx, &generationv1.LLMStreamRequest{Messages: []*generationv1.LLMMessage{{Role: "user", Content: "Count to three"}}})
+	if err != nil {
+		return fmt.Errorf("demo call failed: %v", err)
+	}
+	for {
+		ev, err := st.Recv()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("demo stream failed: %v", err)
+		}
+		for _, c := range ev.GetChoices() {
+			fmt.Fprintf(out, "%s", c.GetDelta().GetContent())
+			if c.GetFinishReason() != "" {
+				fmt.Fprintf(out, "\n   OK  finish_reason=%s", c.GetFinishReason())
+			}
+		}
+	}
+	fmt.Fprintf(out, "\n")
+	fmt.Fprintf(out, "\n4. TextToImage through the instance whose backend key the gateway rejects (HTTP 401):\n")
 	_, err = revoked.TextToImage(cctx, &generationv1.TextToImageRequest{Prompt: "a lighthouse at dusk"})
 	if err == nil {
 		return errors.New("demo: the revoked key was accepted")
 	}
 	fmt.Fprint(out, describeStatus(err, "   "))
-	fmt.Fprintf(out, "\n4. An invalid request (empty prompt) is refused before anything goes upstream:\n")
+	fmt.Fprintf(out, "\n5. An invalid request (empty prompt) is refused before anything goes upstream:\n")
 	_, err = ok.TextToImage(cctx, &generationv1.TextToImageRequest{})
 	fmt.Fprint(out, describeStatus(err, "   "))
 	return nil

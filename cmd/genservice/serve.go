@@ -47,11 +47,12 @@ func serve(ctx context.Context, c *serveConfig, log *slog.Logger, ready func(add
 		return fmt.Errorf("--gateway-url: %v", err)
 	}
 	srv, err := server.New(server.Config{
-		TLS:            c.TLS,
-		Upstream:       up,
-		Logger:         log,
-		ErrorDomain:    c.ErrorDomain,
-		MaxMessageSize: c.MaxMessageSize,
+		TLS:               c.TLS,
+		Upstream:          up,
+		Logger:            log,
+		ErrorDomain:       c.ErrorDomain,
+		MaxMessageSize:    c.MaxMessageSize,
+		StreamIdleTimeout: c.StreamIdle,
 	})
 	if err != nil {
 		var fe *server.FileError
