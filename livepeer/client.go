@@ -261,6 +261,7 @@ func (c *Client) send(ctx context.Context, pipeline string, b *body, accept stri
 		ownDeadline = true
 	}
 	endpoint := c.baseStr + "/" + pipeline
+	refreshed := false
 	for attempt := 1; ; attempt++ {
 		key := c.keys.Key()
 		resp, err := c.attempt(ctx, endpoint, key, b, accept, ci)
@@ -284,6 +285,17 @@ func (c *Client) send(ctx context.Context, pipeline string, b *body, accept stri
 		}
 		serr := c.statusError(pipeline, resp)
 		serr.KeyFingerprint = key.Fingerprint()
+		if serr.StatusCode == http.StatusUnauthorized && !refreshed {
+			// The key may have been rotated before the watch noticed: re-read it once
+			// and, if it changed, retry with the new key (not counted as an attempt).
+			refreshed = true
+			if r, ok := c.keys.(Refresher); ok {
+				if nk, changed := r.Refresh(); changed && !nk.Equal(key) {
+					attempt--
+					continue
+				}
+			}
+		}
 		if attempt < c.maxAttempts && c.retryable(ctx, serr) && c.backoff(ctx, attempt, serr.RetryAfter) {
 			continue
 		}

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"log/slog"
 	"runtime/debug"
+	"strings"
 	"time"
 
 	grpcmw "github.com/grpc-ecosystem/go-grpc-middleware/v2"
@@ -15,6 +16,7 @@ import (
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
+	generationv1 "genservice/gen/livepeer/generation/v1"
 	"genservice/livepeer"
 )
 
@@ -73,7 +75,14 @@ func validRequestID(s string) bool {
 // from the verified client certificate, and the upstream CallInfo.
 func (s *Server) begin(ctx context.Context) (context.Context, *call) {
 	c := &call{requestID: requestID(ctx)}
-	if p, ok := peerPrincipal(ctx); ok {
+	var p Principal
+	var ok bool
+	if s.mesh != MeshNone {
+		p, ok = meshPrincipal(ctx, s.mesh)
+	} else {
+		p, ok = peerPrincipal(ctx)
+	}
+	if ok {
 		c.principal = p
 		ctx = WithPrincipal(ctx, p)
 	}
@@ -143,32 +152,67 @@ func (s *Server) streamFront(srv any, ss grpc.ServerStream, info *grpc.StreamSer
 	return err
 }
 
-// admit rejects calls that must not reach a handler: anything but health without a
-// client certificate, and new calls while draining.
-func (s *Server) admit(ctx context.Context, method string) error {
+// admit rejects calls that must not reach a handler and takes the call's share of
+// the limits: anything but health without a principal, new calls while draining,
+// GenerationService calls the policy does not allow or that exceed the caller's limits,
+// and calls beyond the global cap on upstream work. On success the caller must call
+// release when the call ends.
+func (s *Server) admit(ctx context.Context, method string) (release func(), err error) {
 	if isHealthMethod(method) {
-		return nil
+		return noRelease, nil
 	}
 	if s.draining.Load() {
-		return s.errs.ShuttingDown()
+		return nil, s.errs.ShuttingDown()
 	}
-	if _, ok := PrincipalFrom(ctx); !ok {
-		return s.errs.ClientCertificateRequired(method)
+	p, ok := PrincipalFrom(ctx)
+	if !ok {
+		if s.mesh != MeshNone {
+			return nil, s.errs.MeshIdentityRequired(method, s.mesh)
+		}
+		return nil, s.errs.ClientCertificateRequired(method)
 	}
-	return nil
+	rpc, ok := strings.CutPrefix(method, generationServicePrefix)
+	if !ok {
+		return noRelease, nil // reflection: any authenticated caller may read the schema
+	}
+	releasePolicy := noRelease
+	if s.policy != nil {
+		r, d := s.policy.Admit(p.Name, rpc)
+		if d != nil {
+			return nil, s.errs.Denied(d, p.Name, rpc)
+		}
+		releasePolicy = r
+	}
+	if s.maxInFlight > 0 {
+		if s.inFlight.Add(1) > s.maxInFlight {
+			s.inFlight.Add(-1)
+			releasePolicy()
+			return nil, s.errs.Overloaded(int(s.maxInFlight))
+		}
+		return func() { s.inFlight.Add(-1); releasePolicy() }, nil
+	}
+	return releasePolicy, nil
 }
 
+var generationServicePrefix = "/" + generationv1.GenerationService_ServiceDesc.ServiceName + "/"
+
+func noRelease() {}
+
 func (s *Server) unaryAdmit(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-	if err := s.admit(ctx, info.FullMethod); err != nil {
+	release, err := s.admit(ctx, info.FullMethod)
+	if err != nil {
 		return nil, err
 	}
+	defer release()
 	return handler(ctx, req)
 }
 
 func (s *Server) streamAdmit(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-	if err := s.admit(ss.Context(), info.FullMethod); err != nil {
+	release, err := s.admit(ss.Context(), info.FullMethod)
+	if err != nil {
 		return err
 	}
+	defer release()
 	return handler(srv, ss)
 }
 

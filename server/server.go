@@ -5,6 +5,7 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"sync/atomic"
@@ -17,6 +18,7 @@ import (
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
 
+	"genservice/authz"
 	generationv1 "genservice/gen/livepeer/generation/v1"
 	"genservice/livepeer"
 )
@@ -36,6 +38,22 @@ type Config struct {
 	MaxMessageSize int
 	// MaxConcurrentStreams per connection. Default 1000.
 	MaxConcurrentStreams uint32
+	// Policy, if set, authorizes GenerationService calls by principal; nil allows every
+	// authenticated caller.
+	Policy *authz.Enforcer
+	// MaxInFlight caps concurrent GenerationService calls (all of which go upstream);
+	// beyond it calls fail fast with OVERLOADED. 0: no cap.
+	MaxInFlight int
+	// Mesh is MeshIstio or MeshLinkerd when a sidecar terminates mTLS: the listener is
+	// plaintext, TLS is ignored, and the principal comes from the sidecar's header.
+	Mesh string
+	// MaxConnectionAge makes clients reconnect periodically, so rotated certificates and
+	// new replicas are picked up. Default 30m; the grace for calls in flight is
+	// MaxConnectionAgeGrace (default 5m).
+	MaxConnectionAge      time.Duration
+	MaxConnectionAgeGrace time.Duration
+	// OnTLSReload, if set, is called after each reload attempt of the TLS files.
+	OnTLSReload func(err error)
 	// StreamIdleTimeout is the longest gap between two LLMStream events before the call
 	// fails with UPSTREAM_TIMEOUT. Default livepeer.DefaultStreamIdleTimeout.
 	StreamIdleTimeout time.Duration
@@ -49,7 +67,14 @@ type Server struct {
 	log      *slog.Logger
 	errs     Errors
 	tls      tlsConfig
+	tlsFiles TLSFiles
+	onReload func(error)
 	draining atomic.Bool
+
+	policy      *authz.Enforcer
+	mesh        string
+	maxInFlight int64
+	inFlight    atomic.Int64
 }
 
 // DefaultMaxMessageSize is the default cap on message sizes.
@@ -73,23 +98,43 @@ func New(cfg Config) (*Server, error) {
 	if cfg.MaxConcurrentStreams == 0 {
 		cfg.MaxConcurrentStreams = 1000
 	}
-	s := &Server{log: cfg.Logger, errs: Errors{Domain: cfg.ErrorDomain}}
-	m, err := loadTLS(cfg.TLS)
-	if err != nil {
-		return nil, err
+	if cfg.MaxConnectionAge <= 0 {
+		cfg.MaxConnectionAge = 30 * time.Minute
 	}
-	s.tls.set(m)
-
-	opts := []grpc.ServerOption{
-		grpc.Creds(credentials.NewTLS(s.tls.config())),
+	if cfg.MaxConnectionAgeGrace <= 0 {
+		cfg.MaxConnectionAgeGrace = 5 * time.Minute
+	}
+	s := &Server{
+		log: cfg.Logger, errs: Errors{Domain: cfg.ErrorDomain},
+		policy: cfg.Policy, mesh: cfg.Mesh, maxInFlight: int64(cfg.MaxInFlight),
+		tlsFiles: cfg.TLS, onReload: cfg.OnTLSReload,
+	}
+	var opts []grpc.ServerOption
+	switch cfg.Mesh {
+	case MeshNone:
+		m, err := loadTLS(cfg.TLS)
+		if err != nil {
+			return nil, err
+		}
+		s.tls.set(m)
+		opts = append(opts, grpc.Creds(&handshakeLogger{TransportCredentials: credentials.NewTLS(s.tls.config()), log: s.log}))
+	case MeshIstio, MeshLinkerd:
+		// The sidecar terminates mTLS; the listener speaks plaintext HTTP/2 to it.
+	default:
+		return nil, fmt.Errorf("unknown mesh mode %q (want istio or linkerd)", cfg.Mesh)
+	}
+	opts = append(opts,
 		grpc.MaxRecvMsgSize(cfg.MaxMessageSize),
 		grpc.MaxSendMsgSize(cfg.MaxMessageSize),
 		grpc.MaxConcurrentStreams(cfg.MaxConcurrentStreams),
 		grpc.ConnectionTimeout(10 * time.Second),
 		grpc.MaxHeaderListSize(64 << 10),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
-		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 2 * time.Minute, Timeout: 20 * time.Second}),
-	}
+		grpc.KeepaliveParams(keepalive.ServerParameters{
+			Time: 2 * time.Minute, Timeout: 20 * time.Second,
+			MaxConnectionAge: cfg.MaxConnectionAge, MaxConnectionAgeGrace: cfg.MaxConnectionAgeGrace,
+		}),
+	)
 	opts = append(opts, s.interceptors()...)
 	s.grpc = grpc.NewServer(opts...)
 	generationv1.RegisterGenerationServiceServer(s.grpc, &service{up: cfg.Upstream, errs: s.errs, streamIdle: cfg.StreamIdleTimeout})
@@ -136,4 +181,17 @@ func (s *Server) Shutdown(ctx context.Context, drainDelay time.Duration) {
 		s.grpc.Stop()
 		<-done
 	}
+}
+
+// MethodNames lists GenerationService's RPC names, as a policy names them.
+func MethodNames() []string {
+	d := generationv1.GenerationService_ServiceDesc
+	names := make([]string, 0, len(d.Methods)+len(d.Streams))
+	for _, m := range d.Methods {
+		names = append(names, m.MethodName)
+	}
+	for _, s := range d.Streams {
+		names = append(names, s.StreamName)
+	}
+	return names
 }

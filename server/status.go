@@ -16,6 +16,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	generationv1 "genservice/gen/livepeer/generation/v1"
+	"genservice/authz"
 	"genservice/livepeer"
 )
 
@@ -59,6 +60,55 @@ func (e Errors) ClientCertificateRequired(method string) error {
 	return e.New(codes.Unauthenticated, generationv1.ErrorReason_ERROR_REASON_CLIENT_CERTIFICATE_REQUIRED,
 		"a client certificate is required: connect with a certificate issued by the CA genservice trusts",
 		map[string]string{"method": method})
+}
+
+// MeshIdentityRequired is the status for a call in mesh mode whose sidecar header
+// carries no identity: the sidecar is not enforcing mTLS for this port.
+func (e Errors) MeshIdentityRequired(method, mesh string) error {
+	header := "x-forwarded-client-cert"
+	if mesh == "linkerd" {
+		header = "l5d-client-id"
+	}
+	return e.New(codes.Unauthenticated, generationv1.ErrorReason_ERROR_REASON_CLIENT_CERTIFICATE_REQUIRED,
+		"no caller identity: the "+mesh+" sidecar sent no "+header+" header; the mesh must require mTLS for genservice's port",
+		map[string]string{"method": method, "mesh": mesh})
+}
+
+// Denied is the status for a call the authorization policy refuses.
+func (e Errors) Denied(d *authz.Denial, principal, method string) error {
+	meta := map[string]string{"principal": principal, "method": method}
+	switch d.Kind {
+	case authz.RateLimited:
+		meta["limit"] = "rate"
+		return e.New(codes.ResourceExhausted, generationv1.ErrorReason_ERROR_REASON_CALLER_RATE_LIMITED,
+			fmt.Sprintf("%s is over its rate limit of %g requests per second (burst %d); retry after the delay in RetryInfo", principal, d.Limits.Rate, d.Limits.Burst),
+			meta,
+			&errdetails.RetryInfo{RetryDelay: durationpb.New(d.RetryAfter)},
+			&errdetails.QuotaFailure{Violations: []*errdetails.QuotaFailure_Violation{{
+				Subject:     "principal:" + principal,
+				Description: fmt.Sprintf("rate limit %g requests per second, burst %d", d.Limits.Rate, d.Limits.Burst),
+			}}})
+	case authz.TooManyInFlight:
+		meta["limit"] = "maxInFlight"
+		return e.New(codes.ResourceExhausted, generationv1.ErrorReason_ERROR_REASON_CALLER_RATE_LIMITED,
+			fmt.Sprintf("%s already has %d calls in flight, its limit; retry when one finishes", principal, d.Limits.MaxInFlight),
+			meta,
+			&errdetails.RetryInfo{RetryDelay: durationpb.New(d.RetryAfter)},
+			&errdetails.QuotaFailure{Violations: []*errdetails.QuotaFailure_Violation{{
+				Subject:     "principal:" + principal,
+				Description: fmt.Sprintf("at most %d concurrent calls", d.Limits.MaxInFlight),
+			}}})
+	}
+	return e.New(codes.PermissionDenied, generationv1.ErrorReason_ERROR_REASON_CALLER_NOT_AUTHORIZED,
+		fmt.Sprintf("%s is not allowed to call %s by genservice's authorization policy", principal, method), meta)
+}
+
+// Overloaded is the status when the global cap on in-flight upstream calls is reached.
+func (e Errors) Overloaded(limit int) error {
+	return e.New(codes.Unavailable, generationv1.ErrorReason_ERROR_REASON_OVERLOADED,
+		"genservice is at its limit of concurrent upstream calls; retry shortly, ideally on another replica",
+		map[string]string{"maxInFlight": strconv.Itoa(limit)},
+		&errdetails.RetryInfo{RetryDelay: durationpb.New(time.Second)})
 }
 
 // ShuttingDown is the status for calls arriving while the server drains.

@@ -1,14 +1,25 @@
 package server
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"log/slog"
+	"net"
 	"os"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
+
+	"golang.org/x/time/rate"
+	"google.golang.org/grpc/credentials"
+
+	"genservice/livepeer"
+	"genservice/watch"
 )
 
 // TLSFiles names the PEM files of the listener's mTLS material.
@@ -119,4 +130,100 @@ func (t *tlsConfig) config() *tls.Config {
 			return t.cur.Load().conf, nil
 		},
 	}
+}
+
+// ReloadTLS re-reads the certificate, key and client-CA files. New handshakes use the
+// new material; established connections keep theirs until MaxConnectionAge moves them
+// on. A broken set (unreadable, unparsable, mismatched) keeps the current one.
+func (s *Server) ReloadTLS() error {
+	m, err := loadTLS(s.tlsFiles)
+	if s.onReload != nil {
+		s.onReload(err)
+	}
+	if err != nil {
+		s.log.Error("TLS files rejected; keeping the current certificate and client CA", slog.String("reason", err.Error()))
+		return err
+	}
+	s.tls.set(m)
+	s.log.Info("TLS files reloaded",
+		slog.String("subject", m.cert.Leaf.Subject.String()),
+		slog.Time("notAfter", m.notAfter),
+		slog.String("serial", m.cert.Leaf.SerialNumber.Text(16)))
+	return nil
+}
+
+// WatchTLS reloads the TLS files whenever they change, until ctx ends. It does
+// nothing in mesh mode.
+func (s *Server) WatchTLS(ctx context.Context) {
+	if s.mesh != MeshNone {
+		return
+	}
+	f := s.tlsFiles
+	watch.Run(ctx, watch.Config{Paths: []string{f.CertFile, f.KeyFile, f.ClientCAFile}, Logger: s.log, OnChange: func() { _ = s.ReloadTLS() }})
+}
+
+// CertificateNotAfter returns when the serving certificate expires (zero in mesh mode).
+func (s *Server) CertificateNotAfter() time.Time {
+	if m := s.tls.cur.Load(); m != nil {
+		return m.notAfter
+	}
+	return time.Time{}
+}
+
+// handshakeLogger logs failed TLS handshakes with the reason and the remote address,
+// at most a few per second so a port scanner cannot flood the log.
+type handshakeLogger struct {
+	credentials.TransportCredentials
+	log        *slog.Logger
+	limiter    *rate.Limiter
+	suppressed atomic.Int64
+	init       sync.Once
+}
+
+func (h *handshakeLogger) ServerHandshake(conn net.Conn) (net.Conn, credentials.AuthInfo, error) {
+	c, info, err := h.TransportCredentials.ServerHandshake(conn)
+	if err != nil {
+		h.init.Do(func() { h.limiter = rate.NewLimiter(2, 10) })
+		if !h.limiter.Allow() {
+			h.suppressed.Add(1)
+			return c, info, err
+		}
+		h.log.Warn("TLS handshake failed",
+			slog.String("remote", conn.RemoteAddr().String()),
+			slog.String("reason", handshakeReason(err)),
+			slog.String("error", livepeer.Sanitize(err.Error())),
+			slog.Int64("suppressedSinceLast", h.suppressed.Swap(0)))
+	}
+	return c, info, err
+}
+
+// Clone keeps the logging wrapper on clones (grpc clones credentials per server).
+func (h *handshakeLogger) Clone() credentials.TransportCredentials {
+	return &handshakeLogger{TransportCredentials: h.TransportCredentials.Clone(), log: h.log}
+}
+
+// handshakeReason classifies a handshake error for operators.
+func handshakeReason(err error) string {
+	var unknown x509.UnknownAuthorityError
+	var invalid x509.CertificateInvalidError
+	switch {
+	case errors.As(err, &unknown):
+		return "client certificate from an unknown CA"
+	case errors.As(err, &invalid) && invalid.Reason == x509.Expired:
+		return "client certificate expired or not yet valid"
+	case errors.As(err, &invalid):
+		return "client certificate invalid"
+	}
+	msg := err.Error()
+	switch {
+	case strings.Contains(msg, "protocol version"):
+		return "client does not support TLS 1.3"
+	case strings.Contains(msg, "first record does not look like a TLS handshake"):
+		return "not TLS (plaintext client?)"
+	case strings.Contains(msg, "EOF"), strings.Contains(msg, "reset by peer"):
+		return "client closed the connection during the handshake"
+	case strings.Contains(msg, "timeout"), strings.Contains(msg, "deadline"):
+		return "handshake timed out"
+	}
+	return "handshake error"
 }

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"strconv"
 	"strings"
@@ -28,8 +29,15 @@ type serveConfig struct {
 	MaxAttempts    int
 	ConnectTimeout time.Duration
 	StreamIdle     time.Duration
+	PolicyFile     string
+	MaxInFlight    int
+	Mesh           string
+	MeshAck        bool
+	MaxConnAge     time.Duration
 
 	Key livepeer.APIKey
+	// KeyFile is set when the key came from LIVEPEER_API_KEY_FILE; it is then watched.
+	KeyFile string
 	// KeyOrigin says where the key came from ("LIVEPEER_API_KEY" or the file), for logs.
 	KeyOrigin string
 }
@@ -103,6 +111,11 @@ func serveFlags(fs *flag.FlagSet, c *serveConfig) {
 	fs.StringVar(&c.ErrorDomain, "error-domain", server.DefaultErrorDomain, "google.rpc.ErrorInfo domain on every error status")
 	fs.IntVar(&c.MaxAttempts, "upstream-max-attempts", 2, "attempts per gateway call for retryable failures (connect errors, 502/503/504, 429 with a Retry-After that fits the deadline); 1 disables retries")
 	fs.DurationVar(&c.ConnectTimeout, "upstream-connect-timeout", 10*time.Second, "limit on connecting to the gateway, TLS handshake included")
+	fs.StringVar(&c.PolicyFile, "policy", "", "authorization policy file (YAML, see README); without one every caller with a certificate from the client CA may call every RPC")
+	fs.IntVar(&c.MaxInFlight, "max-in-flight", 512, "cap on concurrent upstream calls across all callers; beyond it calls fail fast with UNAVAILABLE/OVERLOADED (0: no cap)")
+	fs.StringVar(&c.Mesh, "mesh", "", `"istio" or "linkerd": a sidecar terminates mTLS, the listener is plaintext and the caller's identity comes from the sidecar's header`)
+	fs.BoolVar(&c.MeshAck, "mesh-allow-non-loopback", false, "in mesh mode, allow a plaintext listener on a non-loopback address (only if the pod network cannot reach it except through the sidecar)")
+	fs.DurationVar(&c.MaxConnAge, "max-connection-age", 30*time.Minute, "clients reconnect after this long, picking up rotated certificates and new replicas")
 	fs.DurationVar(&c.StreamIdle, "stream-idle-timeout", livepeer.DefaultStreamIdleTimeout, "longest gap between two LLMStream events before the call fails with UPSTREAM_TIMEOUT")
 }
 
@@ -146,10 +159,25 @@ func (c *serveConfig) validate(getenv func(string) string, readFile func(string)
 	if c.Listen == "" {
 		bad("--listen (GENSERVICE_LISTEN) must not be empty")
 	}
-	for _, f := range []struct{ flag, val string }{{"tls-cert", c.TLS.CertFile}, {"tls-key", c.TLS.KeyFile}, {"client-ca", c.TLS.ClientCAFile}} {
-		if f.val == "" {
-			bad("--%s (%s) is required", f.flag, envName(f.flag))
+	switch c.Mesh {
+	case "":
+		for _, f := range []struct{ flag, val string }{{"tls-cert", c.TLS.CertFile}, {"tls-key", c.TLS.KeyFile}, {"client-ca", c.TLS.ClientCAFile}} {
+			if f.val == "" {
+				bad("--%s (%s) is required", f.flag, envName(f.flag))
+			}
 		}
+	case server.MeshIstio, server.MeshLinkerd:
+		if !c.MeshAck && !loopbackListen(c.Listen) {
+			bad("--mesh=%s serves plaintext and trusts the sidecar's identity header, so --listen (GENSERVICE_LISTEN) must be a loopback address such as 127.0.0.1:8443 (the sidecar forwards to it); got %q. Pass --mesh-allow-non-loopback only if nothing but the sidecar can reach the port", c.Mesh, c.Listen)
+		}
+	default:
+		bad("--mesh (GENSERVICE_MESH) must be \"istio\" or \"linkerd\", got %q", c.Mesh)
+	}
+	if c.MaxInFlight < 0 {
+		bad("--max-in-flight (GENSERVICE_MAX_IN_FLIGHT) must not be negative")
+	}
+	if c.MaxConnAge <= 0 {
+		bad("--max-connection-age (GENSERVICE_MAX_CONNECTION_AGE) must be positive")
 	}
 	if _, err := livepeer.ParseGatewayURL(c.GatewayURL); err != nil {
 		bad("--gateway-url (GENSERVICE_GATEWAY_URL or LIVEPEER_GATEWAY_URL): %v", err)
@@ -178,6 +206,19 @@ func (c *serveConfig) validate(getenv func(string) string, readFile func(string)
 	return errors.Join(errs...)
 }
 
+// loopbackListen reports whether a listen address binds only loopback.
+func loopbackListen(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
 // loadKey reads the backend key from LIVEPEER_API_KEY_FILE (preferred: rotatable) or
 // LIVEPEER_API_KEY. There is deliberately no flag: flags show in ps.
 func (c *serveConfig) loadKey(getenv func(string) string, readFile func(string) ([]byte, error)) error {
@@ -194,7 +235,7 @@ func (c *serveConfig) loadKey(getenv func(string) string, readFile func(string) 
 		if err != nil {
 			return fmt.Errorf("LIVEPEER_API_KEY_FILE (%s): %v", file, err)
 		}
-		c.Key, c.KeyOrigin = k, "file "+file
+		c.Key, c.KeyOrigin, c.KeyFile = k, "file "+file, file
 	case inline != "":
 		k, err := livepeer.ParseKey(inline)
 		if err != nil {

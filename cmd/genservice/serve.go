@@ -10,6 +10,7 @@ import (
 	"os"
 	"time"
 
+	"genservice/authz"
 	"genservice/livepeer"
 	"genservice/server"
 )
@@ -35,9 +36,27 @@ func serve(ctx context.Context, c *serveConfig, log *slog.Logger, ready func(add
 			return fmt.Errorf("--gateway-ca %s: no PEM certificates found", c.GatewayCA)
 		}
 	}
+	var keys livepeer.KeySource = livepeer.StaticKey(c.Key)
+	if c.KeyFile != "" {
+		fk, err := livepeer.NewFileKey(livepeer.FileKeyConfig{Path: c.KeyFile, Logger: log})
+		if err != nil {
+			return fmt.Errorf("LIVEPEER_API_KEY_FILE (%s): %v", c.KeyFile, err)
+		}
+		go fk.Watch(ctx)
+		keys = fk
+	}
+	var policy *authz.Enforcer
+	if c.PolicyFile != "" {
+		var err error
+		policy, err = authz.New(authz.Config{Path: c.PolicyFile, KnownMethods: server.MethodNames(), Logger: log})
+		if err != nil {
+			return fmt.Errorf("--policy (GENSERVICE_POLICY) %s: %v", c.PolicyFile, err)
+		}
+		go policy.Watch(ctx)
+	}
 	up, err := livepeer.New(livepeer.Config{
 		GatewayURL:     c.GatewayURL,
-		Keys:           livepeer.StaticKey(c.Key),
+		Keys:           keys,
 		RootCAs:        roots,
 		MaxAttempts:    c.MaxAttempts,
 		ConnectTimeout: c.ConnectTimeout,
@@ -53,6 +72,10 @@ func serve(ctx context.Context, c *serveConfig, log *slog.Logger, ready func(add
 		ErrorDomain:       c.ErrorDomain,
 		MaxMessageSize:    c.MaxMessageSize,
 		StreamIdleTimeout: c.StreamIdle,
+		Policy:            policy,
+		MaxInFlight:       c.MaxInFlight,
+		Mesh:              c.Mesh,
+		MaxConnectionAge:  c.MaxConnAge,
 	})
 	if err != nil {
 		var fe *server.FileError
@@ -73,7 +96,13 @@ func serve(ctx context.Context, c *serveConfig, log *slog.Logger, ready func(add
 		slog.String("keySource", c.KeyOrigin),
 		slog.Int("maxMessageSize", c.MaxMessageSize),
 	)
-	log.Warn("no authorization policy: every caller with a certificate from the client CA may call every RPC")
+	if policy == nil {
+		log.Warn("no authorization policy (--policy): every caller with a certificate from the client CA may call every RPC")
+	}
+	if c.Mesh != "" {
+		log.Warn("mesh mode: plaintext listener; caller identity taken from the sidecar's header", slog.String("mesh", c.Mesh))
+	}
+	go srv.WatchTLS(ctx)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(lis) }()
 	if ready != nil {

@@ -1,0 +1,173 @@
+package authz
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"genservice/watch"
+)
+
+// Config configures an Enforcer.
+type Config struct {
+	// Path is the policy file.
+	Path string
+	// KnownMethods are the RPC names rules may list.
+	KnownMethods []string
+	// Logger receives reload outcomes.
+	Logger *slog.Logger
+	// OnReload, if set, is called after every reload attempt with its error.
+	OnReload func(err error)
+}
+
+// Enforcer applies the current policy. The policy is swapped atomically on reload; a
+// principal's rate bucket and in-flight count survive a reload that keeps its limits.
+type Enforcer struct {
+	cfg     Config
+	policy  atomic.Pointer[Policy]
+	mu      sync.Mutex // serialises reloads
+	buckets sync.Map   // principal -> *bucket
+}
+
+type bucket struct {
+	limitsKey string
+	limiter   *rate.Limiter // nil: no rate limit
+	inFlight  atomic.Int64
+}
+
+// New loads the policy file; it fails if the first load does.
+func New(cfg Config) (*Enforcer, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	e := &Enforcer{cfg: cfg}
+	p, err := e.load()
+	if err != nil {
+		return nil, err
+	}
+	e.policy.Store(p)
+	return e, nil
+}
+
+func (e *Enforcer) load() (*Policy, error) {
+	data, err := os.ReadFile(e.cfg.Path)
+	if err != nil {
+		return nil, fmt.Errorf("cannot read the policy file: %v", err)
+	}
+	return Parse(data, e.cfg.KnownMethods)
+}
+
+// Reload re-reads the policy file. A file that fails to read, parse or validate keeps
+// the current policy; the error (with the line at fault) is logged and returned.
+func (e *Enforcer) Reload() error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	p, err := e.load()
+	if e.cfg.OnReload != nil {
+		e.cfg.OnReload(err)
+	}
+	if err != nil {
+		e.cfg.Logger.Error("policy file rejected; keeping the current policy",
+			slog.String("file", e.cfg.Path), slog.String("reason", err.Error()))
+		return err
+	}
+	e.policy.Store(p)
+	e.cfg.Logger.Info("policy reloaded", slog.String("file", e.cfg.Path))
+	return nil
+}
+
+// Watch reloads the policy whenever the file changes, until ctx ends.
+func (e *Enforcer) Watch(ctx context.Context) {
+	watch.Run(ctx, watch.Config{Paths: []string{e.cfg.Path}, Logger: e.cfg.Logger, OnChange: func() { _ = e.Reload() }})
+}
+
+// DenialKind says why a call was refused.
+type DenialKind int
+
+const (
+	// NotAllowed: no rule allows the principal to call the method.
+	NotAllowed DenialKind = iota + 1
+	// RateLimited: the principal's request rate is above its rule's rate.
+	RateLimited
+	// TooManyInFlight: the principal has max_in_flight calls running.
+	TooManyInFlight
+)
+
+// Denial describes a refused call.
+type Denial struct {
+	Kind DenialKind
+	// RetryAfter is when a token is next available (RateLimited), or a short hint
+	// (TooManyInFlight).
+	RetryAfter time.Duration
+	Limits     Limits
+}
+
+// Admit decides whether principal may call method now. On success the caller must call
+// release when the call ends.
+func (e *Enforcer) Admit(principal, method string) (release func(), d *Denial) {
+	limits, ok := e.policy.Load().Allows(principal, method)
+	if !ok {
+		return nil, &Denial{Kind: NotAllowed}
+	}
+	if limits.Rate == 0 && limits.MaxInFlight == 0 {
+		return noop, nil
+	}
+	b := e.bucket(principal, limits)
+	if limits.MaxInFlight > 0 {
+		if b.inFlight.Add(1) > int64(limits.MaxInFlight) {
+			b.inFlight.Add(-1)
+			return nil, &Denial{Kind: TooManyInFlight, RetryAfter: time.Second, Limits: limits}
+		}
+	}
+	if b.limiter != nil {
+		now := time.Now()
+		r := b.limiter.ReserveN(now, 1)
+		if delay := r.DelayFrom(now); !r.OK() || delay > 0 {
+			r.CancelAt(now)
+			if limits.MaxInFlight > 0 {
+				b.inFlight.Add(-1)
+			}
+			return nil, &Denial{Kind: RateLimited, RetryAfter: delay, Limits: limits}
+		}
+	}
+	if limits.MaxInFlight == 0 {
+		return noop, nil
+	}
+	var once sync.Once
+	return func() { once.Do(func() { b.inFlight.Add(-1) }) }, nil
+}
+
+func noop() {}
+
+// bucket returns the principal's state for limits, replacing it if the limits changed.
+func (e *Enforcer) bucket(principal string, l Limits) *bucket {
+	key := l.key()
+	if v, ok := e.buckets.Load(principal); ok && v.(*bucket).limitsKey == key {
+		return v.(*bucket)
+	}
+	nb := &bucket{limitsKey: key}
+	if l.Rate > 0 {
+		nb.limiter = rate.NewLimiter(rate.Limit(l.Rate), l.Burst)
+	}
+	for {
+		v, loaded := e.buckets.LoadOrStore(principal, nb)
+		if !loaded {
+			return nb
+		}
+		old := v.(*bucket)
+		if old.limitsKey == key {
+			return old
+		}
+		// Limits changed on reload: start a fresh bucket; calls in flight under the old
+		// limits release into the old bucket, which is then dropped.
+		if e.buckets.CompareAndSwap(principal, old, nb) {
+			return nb
+		}
+	}
+}
