@@ -127,8 +127,8 @@ func New(cfg Config) (*Server, error) {
 		grpc.MaxRecvMsgSize(cfg.MaxMessageSize),
 		grpc.MaxSendMsgSize(cfg.MaxMessageSize),
 		grpc.MaxConcurrentStreams(cfg.MaxConcurrentStreams),
-		grpc.ConnectionTimeout(10 * time.Second),
-		grpc.MaxHeaderListSize(64 << 10),
+		grpc.ConnectionTimeout(10*time.Second),
+		grpc.MaxHeaderListSize(64<<10),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{
 			Time: 2 * time.Minute, Timeout: 20 * time.Second,

@@ -15,8 +15,8 @@ import (
 	"google.golang.org/protobuf/protoadapt"
 	"google.golang.org/protobuf/types/known/durationpb"
 
-	generationv1 "genservice/gen/livepeer/generation/v1"
 	"genservice/authz"
+	generationv1 "genservice/gen/livepeer/generation/v1"
 	"genservice/livepeer"
 )
 
