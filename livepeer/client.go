@@ -53,7 +53,23 @@ type Config struct {
 	// MaxIdleConnsPerHost sizes the keep-alive pool; Go's default of 2 throttles a proxy.
 	// Default 256.
 	MaxIdleConnsPerHost int
+	// Observer, if set, is told about every attempt (metrics).
+	Observer Observer
 }
+
+// Observer receives every upstream attempt. Implementations must be cheap and safe for
+// concurrent use.
+type Observer interface {
+	AttemptStarted()
+	// AttemptDone reports an attempt's HTTP status (0: no response) and the time until
+	// the response headers or the failure.
+	AttemptDone(pipeline string, attempt, status int, d time.Duration)
+}
+
+type noObserver struct{}
+
+func (noObserver) AttemptStarted()                             {}
+func (noObserver) AttemptDone(string, int, int, time.Duration) {}
 
 // DefaultTimeouts bounds each pipeline when the caller sets no deadline. Image-to-video
 // and cold models take minutes; Studio itself gives the gateway 10 minutes.
@@ -79,6 +95,7 @@ type Client struct {
 	maxAttempts int
 	timeouts    map[string]time.Duration
 	userAgent   string
+	obs         Observer
 }
 
 // New validates cfg and returns a Client.
@@ -115,6 +132,9 @@ func New(cfg Config) (*Client, error) {
 	for k, v := range cfg.Timeouts {
 		timeouts[k] = v
 	}
+	if cfg.Observer == nil {
+		cfg.Observer = noObserver{}
+	}
 	rt := cfg.Transport
 	if rt == nil {
 		rt = NewTransport(cfg.ConnectTimeout, cfg.MaxIdleConnsPerHost, cfg.RootCAs)
@@ -128,6 +148,7 @@ func New(cfg Config) (*Client, error) {
 		maxAttempts: cfg.MaxAttempts,
 		timeouts:    timeouts,
 		userAgent:   cfg.UserAgent,
+		obs:         cfg.Observer,
 	}, nil
 }
 
@@ -191,6 +212,12 @@ type CallInfo struct {
 	KeyFingerprint string
 }
 
+func (ci *CallInfo) addUpstream(d time.Duration) {
+	if ci != nil {
+		ci.upstream.Add(int64(d))
+	}
+}
+
 // UpstreamDuration returns the time spent in upstream requests.
 func (ci *CallInfo) UpstreamDuration() time.Duration { return time.Duration(ci.upstream.Load()) }
 
@@ -239,7 +266,11 @@ func (c *Client) post(ctx context.Context, pipeline string, b *body, out checker
 	}
 	defer cancel()
 	defer resp.Body.Close()
-	return c.decode(ctx, pipeline, resp, out)
+	// Reading the body is upstream time too: the gateway may send it slowly.
+	start := time.Now()
+	err = c.decode(ctx, pipeline, resp, out)
+	CallInfoFrom(ctx).addUpstream(time.Since(start))
+	return err
 }
 
 type checker interface{ check() error }
@@ -264,7 +295,7 @@ func (c *Client) send(ctx context.Context, pipeline string, b *body, accept stri
 	refreshed := false
 	for attempt := 1; ; attempt++ {
 		key := c.keys.Key()
-		resp, err := c.attempt(ctx, endpoint, key, b, accept, ci)
+		resp, err := c.attempt(ctx, pipeline, attempt, endpoint, key, b, accept, ci)
 		if err != nil {
 			if ctx.Err() != nil {
 				cancel()
@@ -306,7 +337,7 @@ func (c *Client) send(ctx context.Context, pipeline string, b *body, accept stri
 
 var errPipelineTimeout = errors.New("pipeline timeout")
 
-func (c *Client) attempt(ctx context.Context, endpoint string, key APIKey, b *body, accept string, ci *CallInfo) (*http.Response, error) {
+func (c *Client) attempt(ctx context.Context, pipeline string, n int, endpoint string, key APIKey, b *body, accept string, ci *CallInfo) (*http.Response, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, b.open())
 	if err != nil {
 		return nil, err
@@ -318,11 +349,18 @@ func (c *Client) attempt(ctx context.Context, endpoint string, key APIKey, b *bo
 	req.Header["User-Agent"] = []string{c.userAgent}
 	req.Header["Authorization"] = []string{key.authorization()}
 	start := time.Now()
+	c.obs.AttemptStarted()
 	resp, err := c.http.Do(req)
+	elapsed := time.Since(start)
+	status := 0
+	if resp != nil {
+		status = resp.StatusCode
+	}
+	c.obs.AttemptDone(pipeline, n, status, elapsed)
 	if ci != nil {
 		ci.Attempts++
 		ci.KeyFingerprint = key.Fingerprint()
-		ci.upstream.Add(int64(time.Since(start)))
+		ci.upstream.Add(int64(elapsed))
 		if resp != nil {
 			ci.Status = resp.StatusCode
 		}

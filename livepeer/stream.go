@@ -134,8 +134,11 @@ func (s *LLMStream) Next() (*LLMResponse, error) {
 	} else if s.timer != nil {
 		s.timer.Reset(s.idle)
 	}
+	ci := CallInfoFrom(s.ctx)
 	for {
+		start := time.Now()
 		data, err := s.readEvent()
+		ci.addUpstream(time.Since(start))
 		if err != nil {
 			s.done = true
 			return nil, s.readError(err)

@@ -11,6 +11,7 @@ import (
 
 	grpcmw "github.com/grpc-ecosystem/go-grpc-middleware/v2"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
+	errdetails "google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
@@ -97,6 +98,15 @@ func (s *Server) begin(ctx context.Context) (context.Context, *call) {
 func (s *Server) logCall(ctx context.Context, method string, start time.Time, c *call, err error) {
 	total := time.Since(start)
 	st := status.Convert(err)
+	overhead := total - c.upstream.UpstreamDuration()
+	if s.metrics != nil {
+		principal := c.principal.Name
+		if principal == "" {
+			principal = "none"
+		}
+		short := method[strings.LastIndexByte(method, '/')+1:]
+		s.metrics.CallDone(short, principal, st.Code().String(), reasonOf(st), overhead, err != nil)
+	}
 	level := slog.LevelInfo
 	if err != nil {
 		level = slog.LevelWarn
@@ -122,7 +132,7 @@ func (s *Server) logCall(ctx context.Context, method string, start time.Time, c 
 			slog.Int("upstreamStatus", c.upstream.Status),
 			slog.Int("attempts", c.upstream.Attempts),
 			slog.Float64("upstreamMs", ms(up)),
-			slog.Float64("overheadMs", ms(total-up)),
+			slog.Float64("overheadMs", ms(overhead)),
 			slog.String("keyFingerprint", c.upstream.KeyFingerprint),
 		)
 	}
@@ -130,6 +140,17 @@ func (s *Server) logCall(ctx context.Context, method string, start time.Time, c 
 		attrs = append(attrs, slog.String("error", st.Message()))
 	}
 	s.log.LogAttrs(ctx, level, "call", attrs...)
+}
+
+// reasonOf returns the ErrorInfo reason of a status ("" for OK or none).
+func reasonOf(st *status.Status) string {
+	for _, d := range st.Proto().GetDetails() {
+		var info errdetails.ErrorInfo
+		if d.MessageIs(&info) && d.UnmarshalTo(&info) == nil {
+			return info.GetReason()
+		}
+	}
+	return ""
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
@@ -231,8 +252,13 @@ func (s *Server) recovered(ctx context.Context, p any) error {
 
 func (s *Server) interceptors() []grpc.ServerOption {
 	rec := recovery.WithRecoveryHandlerContext(s.recovered)
-	return []grpc.ServerOption{
-		grpc.ChainUnaryInterceptor(s.unaryFront, recovery.UnaryServerInterceptor(rec), s.unaryAdmit),
-		grpc.ChainStreamInterceptor(s.streamFront, recovery.StreamServerInterceptor(rec), s.streamAdmit),
+	unary := []grpc.UnaryServerInterceptor{s.unaryFront}
+	stream := []grpc.StreamServerInterceptor{s.streamFront}
+	if s.metrics != nil {
+		unary = append(unary, s.metrics.Server.UnaryServerInterceptor())
+		stream = append(stream, s.metrics.Server.StreamServerInterceptor())
 	}
+	unary = append(unary, recovery.UnaryServerInterceptor(rec), s.unaryAdmit)
+	stream = append(stream, recovery.StreamServerInterceptor(rec), s.streamAdmit)
+	return []grpc.ServerOption{grpc.ChainUnaryInterceptor(unary...), grpc.ChainStreamInterceptor(stream...)}
 }

@@ -21,6 +21,7 @@ import (
 	"genservice/authz"
 	generationv1 "genservice/gen/livepeer/generation/v1"
 	"genservice/livepeer"
+	"genservice/metrics"
 )
 
 // Config configures a Server.
@@ -52,6 +53,8 @@ type Config struct {
 	// MaxConnectionAgeGrace (default 5m).
 	MaxConnectionAge      time.Duration
 	MaxConnectionAgeGrace time.Duration
+	// Metrics, if set, receives the gRPC server metrics and per-call overhead and errors.
+	Metrics *metrics.Metrics
 	// OnTLSReload, if set, is called after each reload attempt of the TLS files.
 	OnTLSReload func(err error)
 	// StreamIdleTimeout is the longest gap between two LLMStream events before the call
@@ -70,7 +73,11 @@ type Server struct {
 	tlsFiles TLSFiles
 	onReload func(error)
 	draining atomic.Bool
+	// shuttingDown is set when Shutdown starts (readiness fails at once), draining
+	// when the server stops taking calls.
+	shuttingDown atomic.Bool
 
+	metrics     *metrics.Metrics
 	policy      *authz.Enforcer
 	mesh        string
 	maxInFlight int64
@@ -107,7 +114,7 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{
 		log: cfg.Logger, errs: Errors{Domain: cfg.ErrorDomain},
 		policy: cfg.Policy, mesh: cfg.Mesh, maxInFlight: int64(cfg.MaxInFlight),
-		tlsFiles: cfg.TLS, onReload: cfg.OnTLSReload,
+		tlsFiles: cfg.TLS, onReload: cfg.OnTLSReload, metrics: cfg.Metrics,
 	}
 	var opts []grpc.ServerOption
 	switch cfg.Mesh {
@@ -141,10 +148,17 @@ func New(cfg Config) (*Server, error) {
 	s.health = health.NewServer()
 	healthpb.RegisterHealthServer(s.grpc, s.health)
 	reflection.Register(s.grpc)
+	if s.metrics != nil {
+		s.metrics.Server.InitializeMetrics(s.grpc)
+	}
 	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	s.health.SetServingStatus(generationv1.GenerationService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
 	return s, nil
 }
+
+// Ready reports whether the server can take calls: certificates and key loaded (they
+// are, once New returns) and not draining.
+func (s *Server) Ready() bool { return !s.draining.Load() && !s.shuttingDown.Load() }
 
 // Serve accepts connections on lis until Shutdown.
 func (s *Server) Serve(lis net.Listener) error {
@@ -159,6 +173,7 @@ func (s *Server) Serve(lis net.Listener) error {
 // and after drainDelay the server stops accepting calls (GOAWAY) and waits for
 // in-flight calls until ctx ends, then closes whatever is left.
 func (s *Server) Shutdown(ctx context.Context, drainDelay time.Duration) {
+	s.shuttingDown.Store(true)
 	s.health.Shutdown() // every service NOT_SERVING
 	if drainDelay > 0 {
 		t := time.NewTimer(drainDelay)

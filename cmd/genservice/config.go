@@ -34,6 +34,7 @@ type serveConfig struct {
 	Mesh           string
 	MeshAck        bool
 	MaxConnAge     time.Duration
+	AdminListen    string
 
 	Key livepeer.APIKey
 	// KeyFile is set when the key came from LIVEPEER_API_KEY_FILE; it is then watched.
@@ -111,6 +112,7 @@ func serveFlags(fs *flag.FlagSet, c *serveConfig) {
 	fs.StringVar(&c.ErrorDomain, "error-domain", server.DefaultErrorDomain, "google.rpc.ErrorInfo domain on every error status")
 	fs.IntVar(&c.MaxAttempts, "upstream-max-attempts", 2, "attempts per gateway call for retryable failures (connect errors, 502/503/504, 429 with a Retry-After that fits the deadline); 1 disables retries")
 	fs.DurationVar(&c.ConnectTimeout, "upstream-connect-timeout", 10*time.Second, "limit on connecting to the gateway, TLS handshake included")
+	fs.StringVar(&c.AdminListen, "admin-listen", "127.0.0.1:9090", "plain-HTTP admin listener for /metrics, /healthz and /readyz (empty: off)")
 	fs.StringVar(&c.PolicyFile, "policy", "", "authorization policy file (YAML, see README); without one every caller with a certificate from the client CA may call every RPC")
 	fs.IntVar(&c.MaxInFlight, "max-in-flight", 512, "cap on concurrent upstream calls across all callers; beyond it calls fail fast with UNAVAILABLE/OVERLOADED (0: no cap)")
 	fs.StringVar(&c.Mesh, "mesh", "", `"istio" or "linkerd": a sidecar terminates mTLS, the listener is plaintext and the caller's identity comes from the sidecar's header`)

@@ -39,6 +39,8 @@ func demo(ctx context.Context, args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("genservice demo", flag.ContinueOnError)
 	listen := fs.String("listen", "127.0.0.1:8443", "address of the demo service (falls back to a free port if taken)")
 	listenRevoked := fs.String("listen-revoked", "127.0.0.1:8444", "address of the second instance, whose API key the gateway rejects")
+	adminListen := fs.String("admin-listen", "127.0.0.1:9090", "admin listener (metrics, probes) of the demo service")
+	adminRevoked := fs.String("admin-listen-revoked", "127.0.0.1:9091", "admin listener of the revoked-key instance")
 	once := fs.Bool("once", false, "exit after the demo calls instead of serving until Ctrl-C")
 	certDir := fs.String("cert-dir", "", "write the demo CA and certificates into this directory and keep them (default: a temporary directory removed on exit)")
 	logLevel := slog.LevelError
@@ -76,49 +78,54 @@ func demo(ctx context.Context, args []string, out io.Writer) error {
 	var wg sync.WaitGroup
 	// start runs one instance of the real serve path and waits until it listens. A
 	// taken preferred port falls back to a free one so the demo always starts.
-	var start func(name, listenAddr, key string) (string, error)
-	start = func(name, listenAddr, key string) (string, error) {
+	var start func(name, listenAddr, adminAddr, key string) (listening, error)
+	start = func(name, listenAddr, adminAddr, key string) (listening, error) {
 		k, err := livepeer.ParseKey(key)
 		if err != nil {
-			return "", err
+			return listening{}, err
 		}
 		c := &serveConfig{
-			Listen: listenAddr, TLS: files.server, GatewayURL: sim.URL(),
+			Listen: listenAddr, AdminListen: adminAddr, TLS: files.server, GatewayURL: sim.URL(),
 			MaxMessageSize: 32 << 20, ShutdownGrace: drainTimeout, ErrorDomain: "genservice",
 			MaxAttempts: 2, ConnectTimeout: 5 * time.Second, StreamIdle: 30 * time.Second, Key: k, KeyOrigin: "demo",
 		}
-		ready := make(chan string, 1)
+		ready := make(chan listening, 1)
 		errc := make(chan error, 1)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errc <- serve(runCtx, c, log.With("instance", name), func(a net.Addr) { ready <- a.String() })
+			errc <- serve(runCtx, c, log.With("instance", name), func(l listening) { ready <- l })
 		}()
 		select {
-		case addr := <-ready:
-			return addr, nil
+		case l := <-ready:
+			return l, nil
 		case err := <-errc:
 			var opErr *net.OpError
 			if errors.As(err, &opErr) && listenAddr != "127.0.0.1:0" {
-				fmt.Fprintf(out, "(%s is taken; using a free port)\n", listenAddr)
-				return start(name, "127.0.0.1:0", key)
+				fmt.Fprintf(out, "(%s or %s is taken; using free ports)\n", listenAddr, adminAddr)
+				if adminAddr != "" {
+					adminAddr = "127.0.0.1:0"
+				}
+				return start(name, "127.0.0.1:0", adminAddr, key)
 			}
-			return "", err
+			return listening{}, err
 		}
 	}
-	addr, err := start("demo", *listen, goodKey)
+	good, err := start("demo", *listen, *adminListen, goodKey)
 	if err != nil {
 		return err
 	}
-	revokedAddr, err := start("revoked", *listenRevoked, revokedKey)
+	revoked, err := start("revoked", *listenRevoked, *adminRevoked, revokedKey)
 	if err != nil {
 		return err
 	}
+	addr, revokedAddr := good.GRPC.String(), revoked.GRPC.String()
 
 	fmt.Fprintf(out, "genservice demo\n")
 	fmt.Fprintf(out, "  gateway simulator   %s (accepts only the demo key)\n", sim.URL())
 	fmt.Fprintf(out, "  genservice          %s (backend key %s)\n", addr, mustKey(goodKey).Fingerprint())
 	fmt.Fprintf(out, "  genservice revoked  %s (backend key %s, which the gateway rejects)\n", revokedAddr, mustKey(revokedKey).Fingerprint())
+	fmt.Fprintf(out, "  metrics and probes  http://%s/metrics /healthz /readyz (revoked instance: %s)\n", good.Admin, revoked.Admin)
 	fmt.Fprintf(out, "  certificates        %s\n\n", dir)
 
 	callErr := demoCalls(ctx, out, files, addr, revokedAddr)
@@ -133,6 +140,8 @@ func demo(ctx context.Context, args []string, out io.Writer) error {
 	fmt.Fprintf(out, "  # LLM\n  %s\n\n", grpcurl(addr, "LLM", `{"messages":[{"role":"user","content":"Say hi"}]}`))
 	fmt.Fprintf(out, "  # the backend key rejected upstream: UNAUTHENTICATED with ErrorInfo and Help\n  %s\n\n", grpcurl(revokedAddr, "TextToImage", `{"prompt":"a lighthouse at dusk"}`))
 	fmt.Fprintf(out, "  # no client certificate: UNAUTHENTICATED, reason CLIENT_CERTIFICATE_REQUIRED\n  grpcurl -cacert %s -d '{\"prompt\":\"x\"}' %s livepeer.generation.v1.GenerationService/TextToImage\n\n", files.caCert, addr)
+
+	fmt.Fprintf(out, "  # metrics of the revoked instance: the 401 above counted by principal and reason\n  curl -s http://%s/metrics | grep -E 'genservice_(call_errors|upstream_requests)_total'\n\n", revoked.Admin)
 
 	if callErr != nil || *once {
 		stopServers()

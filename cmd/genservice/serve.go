@@ -10,8 +10,10 @@ import (
 	"os"
 	"time"
 
+	"genservice/admin"
 	"genservice/authz"
 	"genservice/livepeer"
+	"genservice/metrics"
 	"genservice/server"
 )
 
@@ -21,10 +23,15 @@ var version = "dev"
 // tlsFlag maps a server.FileError to the flag that named the file.
 var tlsFlag = map[string]string{"cert": "--tls-cert", "key": "--tls-key", "client-ca": "--client-ca"}
 
+// listening reports the bound addresses once serve accepts connections.
+type listening struct {
+	GRPC  net.Addr
+	Admin net.Addr // nil when the admin listener is off
+}
+
 // serve runs the service until ctx is cancelled, then drains. ready, if non-nil, is
-// called with the bound address once the listener accepts connections. The demo runs
-// exactly this function.
-func serve(ctx context.Context, c *serveConfig, log *slog.Logger, ready func(addr net.Addr)) error {
+// called once the listeners accept connections. The demo runs exactly this function.
+func serve(ctx context.Context, c *serveConfig, log *slog.Logger, ready func(listening)) error {
 	var roots *x509.CertPool
 	if c.GatewayCA != "" {
 		pem, err := os.ReadFile(c.GatewayCA)
@@ -36,9 +43,12 @@ func serve(ctx context.Context, c *serveConfig, log *slog.Logger, ready func(add
 			return fmt.Errorf("--gateway-ca %s: no PEM certificates found", c.GatewayCA)
 		}
 	}
+	var srv *server.Server
+	m := metrics.New(func() time.Time { return srv.CertificateNotAfter() })
+
 	var keys livepeer.KeySource = livepeer.StaticKey(c.Key)
 	if c.KeyFile != "" {
-		fk, err := livepeer.NewFileKey(livepeer.FileKeyConfig{Path: c.KeyFile, Logger: log})
+		fk, err := livepeer.NewFileKey(livepeer.FileKeyConfig{Path: c.KeyFile, Logger: log, OnReload: m.Reloaded("key")})
 		if err != nil {
 			return fmt.Errorf("LIVEPEER_API_KEY_FILE (%s): %v", c.KeyFile, err)
 		}
@@ -48,7 +58,7 @@ func serve(ctx context.Context, c *serveConfig, log *slog.Logger, ready func(add
 	var policy *authz.Enforcer
 	if c.PolicyFile != "" {
 		var err error
-		policy, err = authz.New(authz.Config{Path: c.PolicyFile, KnownMethods: server.MethodNames(), Logger: log})
+		policy, err = authz.New(authz.Config{Path: c.PolicyFile, KnownMethods: server.MethodNames(), Logger: log, OnReload: m.Reloaded("policy")})
 		if err != nil {
 			return fmt.Errorf("--policy (GENSERVICE_POLICY) %s: %v", c.PolicyFile, err)
 		}
@@ -61,11 +71,12 @@ func serve(ctx context.Context, c *serveConfig, log *slog.Logger, ready func(add
 		MaxAttempts:    c.MaxAttempts,
 		ConnectTimeout: c.ConnectTimeout,
 		UserAgent:      "genservice/" + version,
+		Observer:       m,
 	})
 	if err != nil {
 		return fmt.Errorf("--gateway-url: %v", err)
 	}
-	srv, err := server.New(server.Config{
+	srv, err = server.New(server.Config{
 		TLS:               c.TLS,
 		Upstream:          up,
 		Logger:            log,
@@ -76,6 +87,8 @@ func serve(ctx context.Context, c *serveConfig, log *slog.Logger, ready func(add
 		MaxInFlight:       c.MaxInFlight,
 		Mesh:              c.Mesh,
 		MaxConnectionAge:  c.MaxConnAge,
+		Metrics:           m,
+		OnTLSReload:       m.Reloaded("tls"),
 	})
 	if err != nil {
 		var fe *server.FileError
@@ -88,14 +101,36 @@ func serve(ctx context.Context, c *serveConfig, log *slog.Logger, ready func(add
 	if err != nil {
 		return fmt.Errorf("--listen %s: %w", c.Listen, err)
 	}
-	log.Info("genservice serving",
+	var bound listening
+	bound.GRPC = lis.Addr()
+	adminCtx, stopAdmin := context.WithCancel(context.Background())
+	defer stopAdmin()
+	adminDone := make(chan error, 1)
+	if c.AdminListen != "" {
+		alis, err := net.Listen("tcp", c.AdminListen)
+		if err != nil {
+			lis.Close()
+			return fmt.Errorf("--admin-listen %s: %w", c.AdminListen, err)
+		}
+		bound.Admin = alis.Addr()
+		go func() {
+			adminDone <- admin.Serve(adminCtx, alis, admin.Config{Metrics: m.Handler(), Ready: srv.Ready, Logger: log})
+		}()
+	} else {
+		adminDone <- nil
+	}
+	attrs := []any{
 		slog.String("version", version),
-		slog.String("listen", lis.Addr().String()),
+		slog.String("listen", bound.GRPC.String()),
 		slog.String("gatewayUrl", up.GatewayURL()),
 		slog.String("keyFingerprint", c.Key.Fingerprint()),
 		slog.String("keySource", c.KeyOrigin),
 		slog.Int("maxMessageSize", c.MaxMessageSize),
-	)
+	}
+	if bound.Admin != nil {
+		attrs = append(attrs, slog.String("adminListen", bound.Admin.String()))
+	}
+	log.Info("genservice serving", attrs...)
 	if policy == nil {
 		log.Warn("no authorization policy (--policy): every caller with a certificate from the client CA may call every RPC")
 	}
@@ -106,17 +141,25 @@ func serve(ctx context.Context, c *serveConfig, log *slog.Logger, ready func(add
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(lis) }()
 	if ready != nil {
-		ready(lis.Addr())
+		ready(bound)
 	}
 	select {
 	case err := <-errc:
+		stopAdmin()
+		<-adminDone
 		return err
+	case err := <-adminDone:
+		srv.Shutdown(context.Background(), 0)
+		<-errc
+		return fmt.Errorf("admin listener: %v", err)
 	case <-ctx.Done():
 	}
 	log.Info("shutting down", slog.Duration("drainDelay", c.DrainDelay), slog.Duration("grace", c.ShutdownGrace))
 	sctx, cancel := context.WithTimeout(context.Background(), c.DrainDelay+c.ShutdownGrace)
 	defer cancel()
 	srv.Shutdown(sctx, c.DrainDelay)
+	stopAdmin()
+	<-adminDone
 	log.Info("stopped")
 	return <-errc
 }
