@@ -18,7 +18,7 @@ type Config struct {
 	// Metrics serves /metrics; nil leaves it out.
 	Metrics http.Handler
 	// Ready reports readiness for /readyz (certificates and key loaded, not draining).
-	Ready func() bool
+	Ready  func() bool
 	Logger *slog.Logger
 }
 

@@ -1,0 +1,127 @@
+package livepeertest
+
+// The nine batch pipelines and their request schemas, transcribed from the
+// gateway OpenAPI spec (shared/livepeer/gateway.openapi.yaml). Field order
+// follows the spec so that validation reports the same first error on every
+// run, like ajv does.
+//
+// llm follows the gateway (JSON messages/choices), not Studio's stale
+// multipart Body_genLLM schema (UPSTREAM.md §3.7), and model_id is required
+// as in the gateway spec although Studio would inject a default.
+
+// Pipeline names, as they appear in the URL path.
+const (
+	TextToImage      = "text-to-image"
+	ImageToImage     = "image-to-image"
+	ImageToVideo     = "image-to-video"
+	Upscale          = "upscale"
+	AudioToText      = "audio-to-text"
+	SegmentAnything2 = "segment-anything-2"
+	LLM              = "llm"
+	ImageToText      = "image-to-text"
+	TextToSpeech     = "text-to-speech"
+)
+
+// Pipelines lists every pipeline the simulator knows, in spec order.
+var Pipelines = []string{
+	TextToImage, ImageToImage, ImageToVideo, Upscale, AudioToText,
+	SegmentAnything2, LLM, ImageToText, TextToSpeech,
+}
+
+// StudioPipelines are the pipelines Livepeer Studio serves (UPSTREAM.md
+// §2.2); pass it as Config.Pipelines to simulate Studio exactly.
+var StudioPipelines = []string{
+	TextToImage, ImageToImage, ImageToVideo, Upscale, AudioToText,
+	SegmentAnything2, LLM,
+}
+
+type kind uint8
+
+const (
+	kString kind = iota
+	kInteger
+	kNumber
+	kBoolean
+	kFile     // multipart file part
+	kMessages // llm: array of {role, content}
+)
+
+// typeName is the JSON-schema type ajv names in "must be <type>".
+func (k kind) typeName() string {
+	switch k {
+	case kInteger:
+		return "integer"
+	case kNumber:
+		return "number"
+	case kBoolean:
+		return "boolean"
+	case kMessages:
+		return "array"
+	default:
+		return "string"
+	}
+}
+
+type field struct {
+	name string
+	kind kind
+}
+
+type pipeline struct {
+	name      string
+	json      bool // application/json body; otherwise multipart/form-data
+	fields    []field
+	required  []string
+	fieldKind map[string]kind
+}
+
+func newPipeline(name string, json bool, required []string, fields ...field) *pipeline {
+	p := &pipeline{name: name, json: json, fields: fields, required: required, fieldKind: make(map[string]kind, len(fields))}
+	for _, f := range fields {
+		p.fieldKind[f.name] = f.kind
+	}
+	return p
+}
+
+var pipelineSpecs = map[string]*pipeline{}
+
+func init() {
+	for _, p := range []*pipeline{
+		newPipeline(TextToImage, true, []string{"prompt", "model_id"},
+			field{"model_id", kString}, field{"loras", kString}, field{"prompt", kString},
+			field{"height", kInteger}, field{"width", kInteger}, field{"guidance_scale", kNumber},
+			field{"negative_prompt", kString}, field{"safety_check", kBoolean}, field{"seed", kInteger},
+			field{"num_inference_steps", kInteger}, field{"num_images_per_prompt", kInteger}),
+		newPipeline(ImageToImage, false, []string{"prompt", "image", "model_id"},
+			field{"prompt", kString}, field{"image", kFile}, field{"model_id", kString},
+			field{"loras", kString}, field{"strength", kNumber}, field{"guidance_scale", kNumber},
+			field{"image_guidance_scale", kNumber}, field{"negative_prompt", kString},
+			field{"safety_check", kBoolean}, field{"seed", kInteger},
+			field{"num_inference_steps", kInteger}, field{"num_images_per_prompt", kInteger}),
+		newPipeline(ImageToVideo, false, []string{"image", "model_id"},
+			field{"image", kFile}, field{"model_id", kString}, field{"height", kInteger},
+			field{"width", kInteger}, field{"fps", kInteger}, field{"motion_bucket_id", kInteger},
+			field{"noise_aug_strength", kNumber}, field{"safety_check", kBoolean},
+			field{"seed", kInteger}, field{"num_inference_steps", kInteger}),
+		newPipeline(Upscale, false, []string{"prompt", "image", "model_id"},
+			field{"prompt", kString}, field{"image", kFile}, field{"model_id", kString},
+			field{"safety_check", kBoolean}, field{"seed", kInteger}, field{"num_inference_steps", kInteger}),
+		newPipeline(AudioToText, false, []string{"audio", "model_id"},
+			field{"audio", kFile}, field{"model_id", kString}, field{"return_timestamps", kString}),
+		newPipeline(SegmentAnything2, false, []string{"image", "model_id"},
+			field{"image", kFile}, field{"model_id", kString}, field{"point_coords", kString},
+			field{"point_labels", kString}, field{"box", kString}, field{"mask_input", kString},
+			field{"multimask_output", kBoolean}, field{"return_logits", kBoolean},
+			field{"normalize_coords", kBoolean}),
+		newPipeline(LLM, true, []string{"messages"},
+			field{"messages", kMessages}, field{"model", kString}, field{"temperature", kNumber},
+			field{"max_tokens", kInteger}, field{"top_p", kNumber}, field{"top_k", kInteger},
+			field{"stream", kBoolean}),
+		newPipeline(ImageToText, false, []string{"image", "model_id"},
+			field{"image", kFile}, field{"prompt", kString}, field{"model_id", kString}),
+		newPipeline(TextToSpeech, true, []string{"model_id"},
+			field{"model_id", kString}, field{"text", kString}, field{"description", kString}),
+	} {
+		pipelineSpecs[p.name] = p
+	}
+}
