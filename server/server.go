@@ -57,6 +57,10 @@ type Config struct {
 	Metrics *metrics.Metrics
 	// OnTLSReload, if set, is called after each reload attempt of the TLS files.
 	OnTLSReload func(err error)
+	// MediaAllowHosts are hosts besides the gateway's that inline_media may fetch from.
+	MediaAllowHosts []string
+	// MaxMediaBytes caps one inline media file. Default 32 MiB.
+	MaxMediaBytes int64
 	// StreamIdleTimeout is the longest gap between two LLMStream events before the call
 	// fails with UPSTREAM_TIMEOUT. Default livepeer.DefaultStreamIdleTimeout.
 	StreamIdleTimeout time.Duration
@@ -144,7 +148,10 @@ func New(cfg Config) (*Server, error) {
 	)
 	opts = append(opts, s.interceptors()...)
 	s.grpc = grpc.NewServer(opts...)
-	generationv1.RegisterGenerationServiceServer(s.grpc, &service{up: cfg.Upstream, errs: s.errs, streamIdle: cfg.StreamIdleTimeout})
+	generationv1.RegisterGenerationServiceServer(s.grpc, &service{
+		up: cfg.Upstream, errs: s.errs, streamIdle: cfg.StreamIdleTimeout,
+		media: cfg.Upstream.NewMediaFetcher(livepeer.MediaConfig{AllowHosts: cfg.MediaAllowHosts, MaxBytes: cfg.MaxMediaBytes}),
+	})
 	s.health = health.NewServer()
 	healthpb.RegisterHealthServer(s.grpc, s.health)
 	reflection.Register(s.grpc)

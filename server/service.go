@@ -18,6 +18,28 @@ type service struct {
 	up         *livepeer.Client
 	errs       Errors
 	streamIdle time.Duration
+	media      *livepeer.MediaFetcher
+}
+
+// inline fetches result media into the response when the caller asked for it. Every
+// URL is checked before anything is fetched, so a refused host means no fetch at all.
+func (s *service) inline(ctx context.Context, want bool, ms []*generationv1.Media) error {
+	if !want {
+		return nil
+	}
+	for _, m := range ms {
+		if err := s.media.Check(m.GetUrl()); err != nil {
+			return s.fail(ctx, err)
+		}
+	}
+	for _, m := range ms {
+		data, ct, err := s.media.Fetch(ctx, m.GetUrl())
+		if err != nil {
+			return s.fail(ctx, err)
+		}
+		m.Content, m.ContentType = data, ct
+	}
+	return nil
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }
@@ -74,7 +96,11 @@ func (s *service) TextToImage(ctx context.Context, r *generationv1.TextToImageRe
 	if err != nil {
 		return nil, s.fail(ctx, err)
 	}
-	return &generationv1.TextToImageResponse{Images: media(res.Images)}, nil
+	out := &generationv1.TextToImageResponse{Images: media(res.Images)}
+	if err := s.inline(ctx, r.GetInlineMedia(), out.Images); err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
 func (s *service) ImageToImage(ctx context.Context, r *generationv1.ImageToImageRequest) (*generationv1.ImageToImageResponse, error) {
@@ -98,7 +124,11 @@ func (s *service) ImageToImage(ctx context.Context, r *generationv1.ImageToImage
 	if err != nil {
 		return nil, s.fail(ctx, err)
 	}
-	return &generationv1.ImageToImageResponse{Images: media(res.Images)}, nil
+	out := &generationv1.ImageToImageResponse{Images: media(res.Images)}
+	if err := s.inline(ctx, r.GetInlineMedia(), out.Images); err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
 func (s *service) ImageToVideo(ctx context.Context, r *generationv1.ImageToVideoRequest) (*generationv1.ImageToVideoResponse, error) {
@@ -120,7 +150,11 @@ func (s *service) ImageToVideo(ctx context.Context, r *generationv1.ImageToVideo
 	if err != nil {
 		return nil, s.fail(ctx, err)
 	}
-	return &generationv1.ImageToVideoResponse{Images: media(res.Images)}, nil
+	out := &generationv1.ImageToVideoResponse{Images: media(res.Images)}
+	if err := s.inline(ctx, r.GetInlineMedia(), out.Images); err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
 func (s *service) Upscale(ctx context.Context, r *generationv1.UpscaleRequest) (*generationv1.UpscaleResponse, error) {
@@ -138,7 +172,11 @@ func (s *service) Upscale(ctx context.Context, r *generationv1.UpscaleRequest) (
 	if err != nil {
 		return nil, s.fail(ctx, err)
 	}
-	return &generationv1.UpscaleResponse{Images: media(res.Images)}, nil
+	out := &generationv1.UpscaleResponse{Images: media(res.Images)}
+	if err := s.inline(ctx, r.GetInlineMedia(), out.Images); err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
 func (s *service) AudioToText(ctx context.Context, r *generationv1.AudioToTextRequest) (*generationv1.AudioToTextResponse, error) {
@@ -267,7 +305,18 @@ func (s *service) TextToSpeech(ctx context.Context, r *generationv1.TextToSpeech
 	if err != nil {
 		return nil, s.fail(ctx, err)
 	}
-	return &generationv1.TextToSpeechResponse{Audio: &generationv1.MediaURL{Url: res.Audio.URL}}, nil
+	out := &generationv1.TextToSpeechResponse{Audio: &generationv1.MediaURL{Url: res.Audio.URL}}
+	if r.GetInlineMedia() {
+		if err := s.media.Check(res.Audio.URL); err != nil {
+			return nil, s.fail(ctx, err)
+		}
+		data, ct, err := s.media.Fetch(ctx, res.Audio.URL)
+		if err != nil {
+			return nil, s.fail(ctx, err)
+		}
+		out.Audio.Content, out.Audio.ContentType = data, ct
+	}
+	return out, nil
 }
 
 func (s *service) LLMStream(r *generationv1.LLMStreamRequest, stream generationv1.GenerationService_LLMStreamServer) error {

@@ -155,6 +155,9 @@ func (e Errors) Upstream(err error, requestID string) error {
 		bre *livepeer.BadResponseError
 		ste *livepeer.StreamTruncatedError
 		see *livepeer.StreamEventError
+		mre *livepeer.MediaRefusedError
+		mtl *livepeer.MediaTooLargeError
+		mfe *livepeer.MediaFetchError
 		sie *livepeer.StreamIdleError
 	)
 	switch {
@@ -176,6 +179,21 @@ func (e Errors) Upstream(err error, requestID string) error {
 		return e.New(codes.Internal, generationv1.ErrorReason_ERROR_REASON_UPSTREAM_BAD_RESPONSE,
 			"the gateway answered "+bre.Pipeline+" with an unusable response: "+bre.Reason,
 			map[string]string{"pipeline": bre.Pipeline})
+	case errors.As(err, &mre):
+		return e.New(codes.FailedPrecondition, generationv1.ErrorReason_ERROR_REASON_MEDIA_FETCH_REFUSED,
+			"inline_media: genservice does not fetch from this result URL ("+mre.Reason+"); fetch the URL yourself or ask the operator to allow the host with --media-allow-host",
+			map[string]string{"host": mre.Host})
+	case errors.As(err, &mtl):
+		return e.New(codes.ResourceExhausted, generationv1.ErrorReason_ERROR_REASON_MEDIA_TOO_LARGE,
+			fmt.Sprintf("inline_media: a result is larger than genservice's %d-byte cap; call without inline_media and fetch the URL", mtl.Limit),
+			map[string]string{"maxMediaBytes": strconv.FormatInt(mtl.Limit, 10)})
+	case errors.As(err, &mfe):
+		meta := map[string]string{}
+		if mfe.Status != 0 {
+			meta["mediaStatus"] = strconv.Itoa(mfe.Status)
+		}
+		return e.New(codes.Unavailable, generationv1.ErrorReason_ERROR_REASON_MEDIA_FETCH_FAILED,
+			"inline_media: fetching a result failed ("+mfe.Error()+"); retry, or call without inline_media", meta)
 	case errors.As(err, &see):
 		return e.New(codes.Internal, generationv1.ErrorReason_ERROR_REASON_UPSTREAM_INTERNAL_ERROR,
 			"the gateway failed during the stream: "+see.Message,

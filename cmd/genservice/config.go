@@ -35,6 +35,9 @@ type serveConfig struct {
 	MeshAck        bool
 	MaxConnAge     time.Duration
 	AdminListen    string
+	MediaAllow     []string
+	MaxMediaBytes  int
+	Timeouts       map[string]time.Duration
 
 	Key livepeer.APIKey
 	// KeyFile is set when the key came from LIVEPEER_API_KEY_FILE; it is then watched.
@@ -78,6 +81,57 @@ func (b *byteSize) Set(s string) error {
 	return nil
 }
 
+// hostList collects --media-allow-host values.
+type hostList []string
+
+func (h *hostList) String() string { return strings.Join(*h, ",") }
+
+func (h *hostList) Set(s string) error {
+	for _, part := range strings.Split(s, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		if strings.ContainsAny(part, "/@ ") {
+			return fmt.Errorf("%q is not a host or host:port", part)
+		}
+		*h = append(*h, part)
+	}
+	return nil
+}
+
+// timeoutMap parses pipeline=duration pairs.
+type timeoutMap map[string]time.Duration
+
+func (t *timeoutMap) String() string {
+	parts := make([]string, 0, len(*t))
+	for k, v := range *t {
+		parts = append(parts, k+"="+v.String())
+	}
+	return strings.Join(parts, ",")
+}
+
+func (t *timeoutMap) Set(s string) error {
+	if *t == nil {
+		*t = map[string]time.Duration{}
+	}
+	for _, part := range strings.Split(s, ",") {
+		name, val, ok := strings.Cut(strings.TrimSpace(part), "=")
+		if !ok {
+			return fmt.Errorf("%q: want pipeline=duration", part)
+		}
+		if _, known := livepeer.DefaultTimeouts[name]; !known {
+			return fmt.Errorf("unknown pipeline %q (known: %s)", name, strings.Join(livepeer.Pipelines, ", "))
+		}
+		d, err := time.ParseDuration(val)
+		if err != nil || d <= 0 {
+			return fmt.Errorf("%q: the duration must be positive, like 90s or 10m", part)
+		}
+		(*t)[name] = d
+	}
+	return nil
+}
+
 type levelFlag struct{ l *slog.Level }
 
 func (f levelFlag) String() string {
@@ -112,6 +166,10 @@ func serveFlags(fs *flag.FlagSet, c *serveConfig) {
 	fs.StringVar(&c.ErrorDomain, "error-domain", server.DefaultErrorDomain, "google.rpc.ErrorInfo domain on every error status")
 	fs.IntVar(&c.MaxAttempts, "upstream-max-attempts", 2, "attempts per gateway call for retryable failures (connect errors, 502/503/504, 429 with a Retry-After that fits the deadline); 1 disables retries")
 	fs.DurationVar(&c.ConnectTimeout, "upstream-connect-timeout", 10*time.Second, "limit on connecting to the gateway, TLS handshake included")
+	fs.Var((*hostList)(&c.MediaAllow), "media-allow-host", "host (or host:port) besides the gateway's that inline_media may fetch results from; repeat or separate with commas")
+	c.MaxMediaBytes = 16 << 20
+	fs.Var((*byteSize)(&c.MaxMediaBytes), "max-media-bytes", "largest result file fetched for inline_media (default 16MiB; must fit in --max-message-size)")
+	fs.Var((*timeoutMap)(&c.Timeouts), "pipeline-timeout", "per-pipeline limit when the caller sets no deadline, e.g. text-to-image=90s,image-to-video=15m (defaults: 2m text-to-image, 10m image-to-video, see README)")
 	fs.StringVar(&c.AdminListen, "admin-listen", "127.0.0.1:9090", "plain-HTTP admin listener for /metrics, /healthz and /readyz (empty: off)")
 	fs.StringVar(&c.PolicyFile, "policy", "", "authorization policy file (YAML, see README); without one every caller with a certificate from the client CA may call every RPC")
 	fs.IntVar(&c.MaxInFlight, "max-in-flight", 512, "cap on concurrent upstream calls across all callers; beyond it calls fail fast with UNAVAILABLE/OVERLOADED (0: no cap)")
@@ -174,6 +232,9 @@ func (c *serveConfig) validate(getenv func(string) string, readFile func(string)
 		}
 	default:
 		bad("--mesh (GENSERVICE_MESH) must be \"istio\" or \"linkerd\", got %q", c.Mesh)
+	}
+	if c.MaxMediaBytes > c.MaxMessageSize {
+		bad("--max-media-bytes (GENSERVICE_MAX_MEDIA_BYTES) must not exceed --max-message-size (%d bytes): inline media travels in the response message", c.MaxMessageSize)
 	}
 	if c.MaxInFlight < 0 {
 		bad("--max-in-flight (GENSERVICE_MAX_IN_FLIGHT) must not be negative")

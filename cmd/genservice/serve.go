@@ -72,6 +72,7 @@ func serve(ctx context.Context, c *serveConfig, log *slog.Logger, ready func(lis
 		ConnectTimeout: c.ConnectTimeout,
 		UserAgent:      "genservice/" + version,
 		Observer:       m,
+		Timeouts:       c.Timeouts,
 	})
 	if err != nil {
 		return fmt.Errorf("--gateway-url: %v", err)
@@ -89,6 +90,8 @@ func serve(ctx context.Context, c *serveConfig, log *slog.Logger, ready func(lis
 		MaxConnectionAge:  c.MaxConnAge,
 		Metrics:           m,
 		OnTLSReload:       m.Reloaded("tls"),
+		MediaAllowHosts:   c.MediaAllow,
+		MaxMediaBytes:     int64(c.MaxMediaBytes),
 	})
 	if err != nil {
 		var fe *server.FileError

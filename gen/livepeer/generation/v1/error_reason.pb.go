@@ -89,6 +89,15 @@ const (
 	// An unexpected failure inside genservice. Code INTERNAL. Nothing about the failure is
 	// disclosed to the caller; operators find it in genservice's log by request id.
 	ErrorReason_ERROR_REASON_INTERNAL_ERROR ErrorReason = 19
+	// inline_media was requested but a result URL is on a host genservice may not fetch
+	// from (neither the gateway's host nor an allowed media host). Code FAILED_PRECONDITION.
+	// Nothing was fetched. Metadata: host.
+	ErrorReason_ERROR_REASON_MEDIA_FETCH_REFUSED ErrorReason = 20
+	// inline_media was requested but a result is larger than the operator's cap. Code
+	// RESOURCE_EXHAUSTED. Call without inline_media and fetch the URL directly.
+	ErrorReason_ERROR_REASON_MEDIA_TOO_LARGE ErrorReason = 21
+	// inline_media was requested but fetching a result failed. Code UNAVAILABLE.
+	ErrorReason_ERROR_REASON_MEDIA_FETCH_FAILED ErrorReason = 22
 )
 
 // Enum value maps for ErrorReason.
@@ -114,6 +123,9 @@ var (
 		17: "ERROR_REASON_UPSTREAM_BAD_RESPONSE",
 		18: "ERROR_REASON_UPSTREAM_STREAM_TRUNCATED",
 		19: "ERROR_REASON_INTERNAL_ERROR",
+		20: "ERROR_REASON_MEDIA_FETCH_REFUSED",
+		21: "ERROR_REASON_MEDIA_TOO_LARGE",
+		22: "ERROR_REASON_MEDIA_FETCH_FAILED",
 	}
 	ErrorReason_value = map[string]int32{
 		"ERROR_REASON_UNSPECIFIED":                   0,
@@ -136,6 +148,9 @@ var (
 		"ERROR_REASON_UPSTREAM_BAD_RESPONSE":         17,
 		"ERROR_REASON_UPSTREAM_STREAM_TRUNCATED":     18,
 		"ERROR_REASON_INTERNAL_ERROR":                19,
+		"ERROR_REASON_MEDIA_FETCH_REFUSED":           20,
+		"ERROR_REASON_MEDIA_TOO_LARGE":               21,
+		"ERROR_REASON_MEDIA_FETCH_FAILED":            22,
 	}
 )
 
@@ -170,7 +185,7 @@ var File_livepeer_generation_v1_error_reason_proto protoreflect.FileDescriptor
 
 const file_livepeer_generation_v1_error_reason_proto_rawDesc = "" +
 	"\n" +
-	")livepeer/generation/v1/error_reason.proto\x12\x16livepeer.generation.v1*\x97\x06\n" +
+	")livepeer/generation/v1/error_reason.proto\x12\x16livepeer.generation.v1*\x84\a\n" +
 	"\vErrorReason\x12\x1c\n" +
 	"\x18ERROR_REASON_UNSPECIFIED\x10\x00\x12,\n" +
 	"(ERROR_REASON_CLIENT_CERTIFICATE_REQUIRED\x10\x01\x12&\n" +
@@ -192,7 +207,10 @@ const file_livepeer_generation_v1_error_reason_proto_rawDesc = "" +
 	"\x1eERROR_REASON_UPSTREAM_REJECTED\x10\x10\x12&\n" +
 	"\"ERROR_REASON_UPSTREAM_BAD_RESPONSE\x10\x11\x12*\n" +
 	"&ERROR_REASON_UPSTREAM_STREAM_TRUNCATED\x10\x12\x12\x1f\n" +
-	"\x1bERROR_REASON_INTERNAL_ERROR\x10\x13B4Z2genservice/gen/livepeer/generation/v1;generationv1b\x06proto3"
+	"\x1bERROR_REASON_INTERNAL_ERROR\x10\x13\x12$\n" +
+	" ERROR_REASON_MEDIA_FETCH_REFUSED\x10\x14\x12 \n" +
+	"\x1cERROR_REASON_MEDIA_TOO_LARGE\x10\x15\x12#\n" +
+	"\x1fERROR_REASON_MEDIA_FETCH_FAILED\x10\x16B4Z2genservice/gen/livepeer/generation/v1;generationv1b\x06proto3"
 
 var (
 	file_livepeer_generation_v1_error_reason_proto_rawDescOnce sync.Once

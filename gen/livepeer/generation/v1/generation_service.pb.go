@@ -97,7 +97,11 @@ type Media struct {
 	Seed int64 `protobuf:"varint,2,opt,name=seed,proto3" json:"seed,omitempty"`
 	// Whether the safety checker flagged the result as not safe for work. Always false when
 	// safety_check was disabled.
-	Nsfw          bool `protobuf:"varint,3,opt,name=nsfw,proto3" json:"nsfw,omitempty"`
+	Nsfw bool `protobuf:"varint,3,opt,name=nsfw,proto3" json:"nsfw,omitempty"`
+	// The result's bytes, only when the request set inline_media.
+	Content []byte `protobuf:"bytes,4,opt,name=content,proto3" json:"content,omitempty"`
+	// MIME type of content, e.g. "image/png"; only when the request set inline_media.
+	ContentType   string `protobuf:"bytes,5,opt,name=content_type,json=contentType,proto3" json:"content_type,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -153,11 +157,29 @@ func (x *Media) GetNsfw() bool {
 	return false
 }
 
+func (x *Media) GetContent() []byte {
+	if x != nil {
+		return x.Content
+	}
+	return nil
+}
+
+func (x *Media) GetContentType() string {
+	if x != nil {
+		return x.ContentType
+	}
+	return ""
+}
+
 // MediaURL is a generated file known only by its URL.
 type MediaURL struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Absolute URL of the result. May be short-lived: fetch it promptly.
-	Url           string `protobuf:"bytes,1,opt,name=url,proto3" json:"url,omitempty"`
+	Url string `protobuf:"bytes,1,opt,name=url,proto3" json:"url,omitempty"`
+	// The result's bytes, only when the request set inline_media.
+	Content []byte `protobuf:"bytes,2,opt,name=content,proto3" json:"content,omitempty"`
+	// MIME type of content, e.g. "audio/wav"; only when the request set inline_media.
+	ContentType   string `protobuf:"bytes,3,opt,name=content_type,json=contentType,proto3" json:"content_type,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -199,6 +221,20 @@ func (x *MediaURL) GetUrl() string {
 	return ""
 }
 
+func (x *MediaURL) GetContent() []byte {
+	if x != nil {
+		return x.Content
+	}
+	return nil
+}
+
+func (x *MediaURL) GetContentType() string {
+	if x != nil {
+		return x.ContentType
+	}
+	return ""
+}
+
 // TextToImageRequest is the input of TextToImage (gateway schema TextToImageParams).
 type TextToImageRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -228,8 +264,14 @@ type TextToImageRequest struct {
 	NumInferenceSteps *int32 `protobuf:"varint,10,opt,name=num_inference_steps,json=numInferenceSteps,proto3,oneof" json:"num_inference_steps,omitempty"`
 	// Number of images to generate. Gateway default: 1.
 	NumImagesPerPrompt *int32 `protobuf:"varint,11,opt,name=num_images_per_prompt,json=numImagesPerPrompt,proto3,oneof" json:"num_images_per_prompt,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// Fetch the results and return their bytes in the response (Media.content), for
+	// callers that cannot reach the gateway's storage (e.g. inside a mesh). genservice
+	// fetches only from the gateway's own host or hosts the operator allowed, within the
+	// call's deadline and up to the operator's size cap; otherwise the call fails with
+	// FAILED_PRECONDITION (MEDIA_FETCH_REFUSED) or RESOURCE_EXHAUSTED (MEDIA_TOO_LARGE).
+	InlineMedia   bool `protobuf:"varint,12,opt,name=inline_media,json=inlineMedia,proto3" json:"inline_media,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *TextToImageRequest) Reset() {
@@ -339,6 +381,13 @@ func (x *TextToImageRequest) GetNumImagesPerPrompt() int32 {
 	return 0
 }
 
+func (x *TextToImageRequest) GetInlineMedia() bool {
+	if x != nil {
+		return x.InlineMedia
+	}
+	return false
+}
+
 // TextToImageResponse is the output of TextToImage.
 type TextToImageResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -412,8 +461,14 @@ type ImageToImageRequest struct {
 	NumInferenceSteps *int32 `protobuf:"varint,11,opt,name=num_inference_steps,json=numInferenceSteps,proto3,oneof" json:"num_inference_steps,omitempty"`
 	// Number of images to generate. Gateway default: 1.
 	NumImagesPerPrompt *int32 `protobuf:"varint,12,opt,name=num_images_per_prompt,json=numImagesPerPrompt,proto3,oneof" json:"num_images_per_prompt,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// Fetch the results and return their bytes in the response (Media.content), for
+	// callers that cannot reach the gateway's storage (e.g. inside a mesh). genservice
+	// fetches only from the gateway's own host or hosts the operator allowed, within the
+	// call's deadline and up to the operator's size cap; otherwise the call fails with
+	// FAILED_PRECONDITION (MEDIA_FETCH_REFUSED) or RESOURCE_EXHAUSTED (MEDIA_TOO_LARGE).
+	InlineMedia   bool `protobuf:"varint,13,opt,name=inline_media,json=inlineMedia,proto3" json:"inline_media,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ImageToImageRequest) Reset() {
@@ -530,6 +585,13 @@ func (x *ImageToImageRequest) GetNumImagesPerPrompt() int32 {
 	return 0
 }
 
+func (x *ImageToImageRequest) GetInlineMedia() bool {
+	if x != nil {
+		return x.InlineMedia
+	}
+	return false
+}
+
 // ImageToImageResponse is the output of ImageToImage.
 type ImageToImageResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -601,8 +663,14 @@ type ImageToVideoRequest struct {
 	Seed *int64 `protobuf:"varint,9,opt,name=seed,proto3,oneof" json:"seed,omitempty"`
 	// Number of denoising steps. Gateway default: 25.
 	NumInferenceSteps *int32 `protobuf:"varint,10,opt,name=num_inference_steps,json=numInferenceSteps,proto3,oneof" json:"num_inference_steps,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// Fetch the results and return their bytes in the response (Media.content), for
+	// callers that cannot reach the gateway's storage (e.g. inside a mesh). genservice
+	// fetches only from the gateway's own host or hosts the operator allowed, within the
+	// call's deadline and up to the operator's size cap; otherwise the call fails with
+	// FAILED_PRECONDITION (MEDIA_FETCH_REFUSED) or RESOURCE_EXHAUSTED (MEDIA_TOO_LARGE).
+	InlineMedia   bool `protobuf:"varint,11,opt,name=inline_media,json=inlineMedia,proto3" json:"inline_media,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ImageToVideoRequest) Reset() {
@@ -705,6 +773,13 @@ func (x *ImageToVideoRequest) GetNumInferenceSteps() int32 {
 	return 0
 }
 
+func (x *ImageToVideoRequest) GetInlineMedia() bool {
+	if x != nil {
+		return x.InlineMedia
+	}
+	return false
+}
+
 // ImageToVideoResponse is the output of ImageToVideo.
 type ImageToVideoResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -767,8 +842,14 @@ type UpscaleRequest struct {
 	Seed *int64 `protobuf:"varint,5,opt,name=seed,proto3,oneof" json:"seed,omitempty"`
 	// Number of denoising steps. Gateway default: 75.
 	NumInferenceSteps *int32 `protobuf:"varint,6,opt,name=num_inference_steps,json=numInferenceSteps,proto3,oneof" json:"num_inference_steps,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// Fetch the results and return their bytes in the response (Media.content), for
+	// callers that cannot reach the gateway's storage (e.g. inside a mesh). genservice
+	// fetches only from the gateway's own host or hosts the operator allowed, within the
+	// call's deadline and up to the operator's size cap; otherwise the call fails with
+	// FAILED_PRECONDITION (MEDIA_FETCH_REFUSED) or RESOURCE_EXHAUSTED (MEDIA_TOO_LARGE).
+	InlineMedia   bool `protobuf:"varint,7,opt,name=inline_media,json=inlineMedia,proto3" json:"inline_media,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *UpscaleRequest) Reset() {
@@ -841,6 +922,13 @@ func (x *UpscaleRequest) GetNumInferenceSteps() int32 {
 		return *x.NumInferenceSteps
 	}
 	return 0
+}
+
+func (x *UpscaleRequest) GetInlineMedia() bool {
+	if x != nil {
+		return x.InlineMedia
+	}
+	return false
 }
 
 // UpscaleResponse is the output of Upscale.
@@ -1918,7 +2006,13 @@ type TextToSpeechRequest struct {
 	Text string `protobuf:"bytes,2,opt,name=text,proto3" json:"text,omitempty"`
 	// Description of the voice. Gateway default: "A male speaker delivers a slightly
 	// expressive and animated speech with a moderate speed and pitch."
-	Description   *string `protobuf:"bytes,3,opt,name=description,proto3,oneof" json:"description,omitempty"`
+	Description *string `protobuf:"bytes,3,opt,name=description,proto3,oneof" json:"description,omitempty"`
+	// Fetch the results and return their bytes in the response (Media.content), for
+	// callers that cannot reach the gateway's storage (e.g. inside a mesh). genservice
+	// fetches only from the gateway's own host or hosts the operator allowed, within the
+	// call's deadline and up to the operator's size cap; otherwise the call fails with
+	// FAILED_PRECONDITION (MEDIA_FETCH_REFUSED) or RESOURCE_EXHAUSTED (MEDIA_TOO_LARGE).
+	InlineMedia   bool `protobuf:"varint,4,opt,name=inline_media,json=inlineMedia,proto3" json:"inline_media,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1972,6 +2066,13 @@ func (x *TextToSpeechRequest) GetDescription() string {
 		return *x.Description
 	}
 	return ""
+}
+
+func (x *TextToSpeechRequest) GetInlineMedia() bool {
+	if x != nil {
+		return x.InlineMedia
+	}
+	return false
 }
 
 // TextToSpeechResponse is the output of TextToSpeech.
@@ -2028,13 +2129,17 @@ const file_livepeer_generation_v1_generation_service_proto_rawDesc = "" +
 	"\tInputFile\x12\x18\n" +
 	"\acontent\x18\x01 \x01(\fR\acontent\x12\x1a\n" +
 	"\bfilename\x18\x02 \x01(\tR\bfilename\x12!\n" +
-	"\fcontent_type\x18\x03 \x01(\tR\vcontentType\"A\n" +
+	"\fcontent_type\x18\x03 \x01(\tR\vcontentType\"~\n" +
 	"\x05Media\x12\x10\n" +
 	"\x03url\x18\x01 \x01(\tR\x03url\x12\x12\n" +
 	"\x04seed\x18\x02 \x01(\x03R\x04seed\x12\x12\n" +
-	"\x04nsfw\x18\x03 \x01(\bR\x04nsfw\"\x1c\n" +
+	"\x04nsfw\x18\x03 \x01(\bR\x04nsfw\x12\x18\n" +
+	"\acontent\x18\x04 \x01(\fR\acontent\x12!\n" +
+	"\fcontent_type\x18\x05 \x01(\tR\vcontentType\"Y\n" +
 	"\bMediaURL\x12\x10\n" +
-	"\x03url\x18\x01 \x01(\tR\x03url\"\xb4\x04\n" +
+	"\x03url\x18\x01 \x01(\tR\x03url\x12\x18\n" +
+	"\acontent\x18\x02 \x01(\fR\acontent\x12!\n" +
+	"\fcontent_type\x18\x03 \x01(\tR\vcontentType\"\xd7\x04\n" +
 	"\x12TextToImageRequest\x12\x19\n" +
 	"\bmodel_id\x18\x01 \x01(\tR\amodelId\x12\x16\n" +
 	"\x06prompt\x18\x02 \x01(\tR\x06prompt\x12\x19\n" +
@@ -2047,7 +2152,8 @@ const file_livepeer_generation_v1_generation_service_proto_rawDesc = "" +
 	"\x04seed\x18\t \x01(\x03H\x06R\x04seed\x88\x01\x01\x123\n" +
 	"\x13num_inference_steps\x18\n" +
 	" \x01(\x05H\aR\x11numInferenceSteps\x88\x01\x01\x126\n" +
-	"\x15num_images_per_prompt\x18\v \x01(\x05H\bR\x12numImagesPerPrompt\x88\x01\x01B\b\n" +
+	"\x15num_images_per_prompt\x18\v \x01(\x05H\bR\x12numImagesPerPrompt\x88\x01\x01\x12!\n" +
+	"\finline_media\x18\f \x01(\bR\vinlineMediaB\b\n" +
 	"\x06_lorasB\t\n" +
 	"\a_heightB\b\n" +
 	"\x06_widthB\x11\n" +
@@ -2058,7 +2164,7 @@ const file_livepeer_generation_v1_generation_service_proto_rawDesc = "" +
 	"\x14_num_inference_stepsB\x18\n" +
 	"\x16_num_images_per_prompt\"L\n" +
 	"\x13TextToImageResponse\x125\n" +
-	"\x06images\x18\x01 \x03(\v2\x1d.livepeer.generation.v1.MediaR\x06images\"\x9f\x05\n" +
+	"\x06images\x18\x01 \x03(\v2\x1d.livepeer.generation.v1.MediaR\x06images\"\xc2\x05\n" +
 	"\x13ImageToImageRequest\x12\x19\n" +
 	"\bmodel_id\x18\x01 \x01(\tR\amodelId\x12\x16\n" +
 	"\x06prompt\x18\x02 \x01(\tR\x06prompt\x127\n" +
@@ -2072,7 +2178,8 @@ const file_livepeer_generation_v1_generation_service_proto_rawDesc = "" +
 	"\x04seed\x18\n" +
 	" \x01(\x03H\x06R\x04seed\x88\x01\x01\x123\n" +
 	"\x13num_inference_steps\x18\v \x01(\x05H\aR\x11numInferenceSteps\x88\x01\x01\x126\n" +
-	"\x15num_images_per_prompt\x18\f \x01(\x05H\bR\x12numImagesPerPrompt\x88\x01\x01B\b\n" +
+	"\x15num_images_per_prompt\x18\f \x01(\x05H\bR\x12numImagesPerPrompt\x88\x01\x01\x12!\n" +
+	"\finline_media\x18\r \x01(\bR\vinlineMediaB\b\n" +
 	"\x06_lorasB\v\n" +
 	"\t_strengthB\x11\n" +
 	"\x0f_guidance_scaleB\x17\n" +
@@ -2083,7 +2190,7 @@ const file_livepeer_generation_v1_generation_service_proto_rawDesc = "" +
 	"\x14_num_inference_stepsB\x18\n" +
 	"\x16_num_images_per_prompt\"M\n" +
 	"\x14ImageToImageResponse\x125\n" +
-	"\x06images\x18\x01 \x03(\v2\x1d.livepeer.generation.v1.MediaR\x06images\"\x8b\x04\n" +
+	"\x06images\x18\x01 \x03(\v2\x1d.livepeer.generation.v1.MediaR\x06images\"\xae\x04\n" +
 	"\x13ImageToVideoRequest\x12\x19\n" +
 	"\bmodel_id\x18\x01 \x01(\tR\amodelId\x127\n" +
 	"\x05image\x18\x02 \x01(\v2!.livepeer.generation.v1.InputFileR\x05image\x12\x1b\n" +
@@ -2095,7 +2202,8 @@ const file_livepeer_generation_v1_generation_service_proto_rawDesc = "" +
 	"\fsafety_check\x18\b \x01(\bH\x05R\vsafetyCheck\x88\x01\x01\x12\x17\n" +
 	"\x04seed\x18\t \x01(\x03H\x06R\x04seed\x88\x01\x01\x123\n" +
 	"\x13num_inference_steps\x18\n" +
-	" \x01(\x05H\aR\x11numInferenceSteps\x88\x01\x01B\t\n" +
+	" \x01(\x05H\aR\x11numInferenceSteps\x88\x01\x01\x12!\n" +
+	"\finline_media\x18\v \x01(\bR\vinlineMediaB\t\n" +
 	"\a_heightB\b\n" +
 	"\x06_widthB\x06\n" +
 	"\x04_fpsB\x13\n" +
@@ -2105,14 +2213,15 @@ const file_livepeer_generation_v1_generation_service_proto_rawDesc = "" +
 	"\x05_seedB\x16\n" +
 	"\x14_num_inference_steps\"M\n" +
 	"\x14ImageToVideoResponse\x125\n" +
-	"\x06images\x18\x01 \x03(\v2\x1d.livepeer.generation.v1.MediaR\x06images\"\xa4\x02\n" +
+	"\x06images\x18\x01 \x03(\v2\x1d.livepeer.generation.v1.MediaR\x06images\"\xc7\x02\n" +
 	"\x0eUpscaleRequest\x12\x19\n" +
 	"\bmodel_id\x18\x01 \x01(\tR\amodelId\x12\x16\n" +
 	"\x06prompt\x18\x02 \x01(\tR\x06prompt\x127\n" +
 	"\x05image\x18\x03 \x01(\v2!.livepeer.generation.v1.InputFileR\x05image\x12&\n" +
 	"\fsafety_check\x18\x04 \x01(\bH\x00R\vsafetyCheck\x88\x01\x01\x12\x17\n" +
 	"\x04seed\x18\x05 \x01(\x03H\x01R\x04seed\x88\x01\x01\x123\n" +
-	"\x13num_inference_steps\x18\x06 \x01(\x05H\x02R\x11numInferenceSteps\x88\x01\x01B\x0f\n" +
+	"\x13num_inference_steps\x18\x06 \x01(\x05H\x02R\x11numInferenceSteps\x88\x01\x01\x12!\n" +
+	"\finline_media\x18\a \x01(\bR\vinlineMediaB\x0f\n" +
 	"\r_safety_checkB\a\n" +
 	"\x05_seedB\x16\n" +
 	"\x14_num_inference_steps\"H\n" +
@@ -2210,11 +2319,12 @@ const file_livepeer_generation_v1_generation_service_proto_rawDesc = "" +
 	"\x06prompt\x18\x03 \x01(\tH\x00R\x06prompt\x88\x01\x01B\t\n" +
 	"\a_prompt\")\n" +
 	"\x13ImageToTextResponse\x12\x12\n" +
-	"\x04text\x18\x01 \x01(\tR\x04text\"{\n" +
+	"\x04text\x18\x01 \x01(\tR\x04text\"\x9e\x01\n" +
 	"\x13TextToSpeechRequest\x12\x19\n" +
 	"\bmodel_id\x18\x01 \x01(\tR\amodelId\x12\x12\n" +
 	"\x04text\x18\x02 \x01(\tR\x04text\x12%\n" +
-	"\vdescription\x18\x03 \x01(\tH\x00R\vdescription\x88\x01\x01B\x0e\n" +
+	"\vdescription\x18\x03 \x01(\tH\x00R\vdescription\x88\x01\x01\x12!\n" +
+	"\finline_media\x18\x04 \x01(\bR\vinlineMediaB\x0e\n" +
 	"\f_description\"N\n" +
 	"\x14TextToSpeechResponse\x126\n" +
 	"\x05audio\x18\x01 \x01(\v2 .livepeer.generation.v1.MediaURLR\x05audio2\x93\b\n" +

@@ -1,0 +1,159 @@
+package livepeer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// MediaFetcher downloads result media for inline delivery. It fetches only from the
+// gateway's host and the operator's allowed hosts, never follows redirects (a redirect
+// could point anywhere, including internal addresses), never sends the API key, and
+// caps the size. That keeps inline_media from becoming a way to make genservice fetch
+// arbitrary URLs (SSRF).
+type MediaFetcher struct {
+	http     *http.Client
+	allowed  map[string]bool // lowercase host or host:port
+	maxBytes int64
+}
+
+// MediaConfig configures a MediaFetcher.
+type MediaConfig struct {
+	// AllowHosts are hosts (or host:port) media may come from besides the gateway's own.
+	AllowHosts []string
+	// MaxBytes caps one media file. Default 32 MiB.
+	MaxBytes int64
+}
+
+// MediaRefusedError means a result URL is not on an allowed host.
+type MediaRefusedError struct {
+	Host   string
+	Reason string
+}
+
+func (e *MediaRefusedError) Error() string {
+	return fmt.Sprintf("refused to fetch media from %q: %s", e.Host, e.Reason)
+}
+
+// MediaTooLargeError means a result exceeds the size cap.
+type MediaTooLargeError struct{ Limit int64 }
+
+func (e *MediaTooLargeError) Error() string {
+	return fmt.Sprintf("media larger than the %d-byte cap", e.Limit)
+}
+
+// MediaFetchError means fetching a result failed (transport error or non-2xx).
+type MediaFetchError struct {
+	Status int
+	Err    error
+}
+
+func (e *MediaFetchError) Error() string {
+	if e.Status != 0 {
+		return fmt.Sprintf("media server answered %s", statusText(e.Status))
+	}
+	return "fetching media failed: " + Sanitize(e.Err.Error())
+}
+
+func (e *MediaFetchError) Unwrap() error { return e.Err }
+
+// NewMediaFetcher returns a fetcher allowed to read from the client's gateway host and
+// cfg.AllowHosts, sharing the client's transport.
+func (c *Client) NewMediaFetcher(cfg MediaConfig) *MediaFetcher {
+	if cfg.MaxBytes <= 0 {
+		cfg.MaxBytes = 32 << 20
+	}
+	allowed := map[string]bool{strings.ToLower(c.base.Host): true, strings.ToLower(c.base.Hostname()): true}
+	for _, h := range cfg.AllowHosts {
+		allowed[strings.ToLower(strings.TrimSpace(h))] = true
+	}
+	return &MediaFetcher{
+		http:     &http.Client{Transport: c.http.Transport, CheckRedirect: noRedirects},
+		allowed:  allowed,
+		maxBytes: cfg.MaxBytes,
+	}
+}
+
+// check refuses URLs that are not http(s) on an allowed host.
+func (f *MediaFetcher) check(raw string) (*url.URL, error) {
+	u, err := url.Parse(raw)
+	if err != nil || !u.IsAbs() {
+		return nil, &MediaRefusedError{Host: "", Reason: "not an absolute URL"}
+	}
+	host := strings.ToLower(u.Host)
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return nil, &MediaRefusedError{Host: host, Reason: "scheme " + u.Scheme + " is not http or https"}
+	}
+	if u.User != nil {
+		return nil, &MediaRefusedError{Host: host, Reason: "URL carries credentials"}
+	}
+	if !f.allowed[host] && !f.allowed[strings.ToLower(u.Hostname())] {
+		return nil, &MediaRefusedError{Host: host, Reason: "host is neither the gateway's nor on --media-allow-host"}
+	}
+	return u, nil
+}
+
+// Check reports whether url may be fetched, without fetching it.
+func (f *MediaFetcher) Check(rawURL string) error {
+	_, err := f.check(rawURL)
+	return err
+}
+
+// Fetch downloads one media file within ctx's deadline.
+func (f *MediaFetcher) Fetch(ctx context.Context, rawURL string) (content []byte, contentType string, err error) {
+	u, err := f.check(rawURL)
+	if err != nil {
+		return nil, "", err
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, time.Minute)
+		defer cancel()
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	if err != nil {
+		return nil, "", &MediaFetchError{Err: err}
+	}
+	start := time.Now()
+	resp, err := f.http.Do(req)
+	defer func() { CallInfoFrom(ctx).addUpstream(time.Since(start)) }()
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, "", ctxError(ctx)
+		}
+		var op *net.OpError
+		if errors.As(err, &op) {
+			return nil, "", &MediaFetchError{Err: op}
+		}
+		return nil, "", &MediaFetchError{Err: err}
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		return nil, "", &MediaFetchError{Status: resp.StatusCode}
+	}
+	if resp.ContentLength > f.maxBytes {
+		return nil, "", &MediaTooLargeError{Limit: f.maxBytes}
+	}
+	data, err := io.ReadAll(io.LimitReader(resp.Body, f.maxBytes+1))
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, "", ctxError(ctx)
+		}
+		return nil, "", &MediaFetchError{Err: err}
+	}
+	if int64(len(data)) > f.maxBytes {
+		return nil, "", &MediaTooLargeError{Limit: f.maxBytes}
+	}
+	ct, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
+	if ct == "" || ct == "application/octet-stream" {
+		ct = DetectContentType(data)
+	}
+	return data, ct, nil
+}
