@@ -55,6 +55,8 @@ type Config struct {
 	MaxIdleConnsPerHost int
 	// Observer, if set, is told about every attempt (metrics).
 	Observer Observer
+	// WrapTransport, if set, wraps the transport (tracing).
+	WrapTransport func(http.RoundTripper) http.RoundTripper
 }
 
 // Observer receives every upstream attempt. Implementations must be cheap and safe for
@@ -138,6 +140,9 @@ func New(cfg Config) (*Client, error) {
 	rt := cfg.Transport
 	if rt == nil {
 		rt = NewTransport(cfg.ConnectTimeout, cfg.MaxIdleConnsPerHost, cfg.RootCAs)
+	}
+	if cfg.WrapTransport != nil {
+		rt = cfg.WrapTransport(rt)
 	}
 	return &Client{
 		base:        base,

@@ -17,6 +17,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
+	"google.golang.org/grpc/stats"
 
 	"genservice/authz"
 	generationv1 "genservice/gen/livepeer/generation/v1"
@@ -55,6 +56,8 @@ type Config struct {
 	MaxConnectionAgeGrace time.Duration
 	// Metrics, if set, receives the gRPC server metrics and per-call overhead and errors.
 	Metrics *metrics.Metrics
+	// StatsHandler, if set, is installed on the gRPC server (tracing).
+	StatsHandler stats.Handler
 	// OnTLSReload, if set, is called after each reload attempt of the TLS files.
 	OnTLSReload func(err error)
 	// MediaAllowHosts are hosts besides the gateway's that inline_media may fetch from.
@@ -147,6 +150,9 @@ func New(cfg Config) (*Server, error) {
 		}),
 	)
 	opts = append(opts, s.interceptors()...)
+	if cfg.StatsHandler != nil {
+		opts = append(opts, grpc.StatsHandler(cfg.StatsHandler))
+	}
 	s.grpc = grpc.NewServer(opts...)
 	generationv1.RegisterGenerationServiceServer(s.grpc, &service{
 		up: cfg.Upstream, errs: s.errs, streamIdle: cfg.StreamIdleTimeout,

@@ -15,6 +15,7 @@ import (
 	"genservice/livepeer"
 	"genservice/metrics"
 	"genservice/server"
+	"genservice/tracing"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -43,6 +44,15 @@ func serve(ctx context.Context, c *serveConfig, log *slog.Logger, ready func(lis
 			return fmt.Errorf("--gateway-ca %s: no PEM certificates found", c.GatewayCA)
 		}
 	}
+	tr, err := tracing.Setup(ctx)
+	if err != nil {
+		return fmt.Errorf("OpenTelemetry (OTEL_* variables): %v", err)
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = tr.Shutdown(sctx)
+	}()
 	var srv *server.Server
 	m := metrics.New(func() time.Time { return srv.CertificateNotAfter() })
 
@@ -73,6 +83,7 @@ func serve(ctx context.Context, c *serveConfig, log *slog.Logger, ready func(lis
 		UserAgent:      "genservice/" + version,
 		Observer:       m,
 		Timeouts:       c.Timeouts,
+		WrapTransport:  tr.Transport,
 	})
 	if err != nil {
 		return fmt.Errorf("--gateway-url: %v", err)
@@ -92,6 +103,7 @@ func serve(ctx context.Context, c *serveConfig, log *slog.Logger, ready func(lis
 		OnTLSReload:       m.Reloaded("tls"),
 		MediaAllowHosts:   c.MediaAllow,
 		MaxMediaBytes:     int64(c.MaxMediaBytes),
+		StatsHandler:      tr.StatsHandler(),
 	})
 	if err != nil {
 		var fe *server.FileError
@@ -129,6 +141,7 @@ func serve(ctx context.Context, c *serveConfig, log *slog.Logger, ready func(lis
 		slog.String("keyFingerprint", c.Key.Fingerprint()),
 		slog.String("keySource", c.KeyOrigin),
 		slog.Int("maxMessageSize", c.MaxMessageSize),
+		slog.Bool("tracing", tr.On()),
 	}
 	if bound.Admin != nil {
 		attrs = append(attrs, slog.String("adminListen", bound.Admin.String()))
