@@ -2,6 +2,7 @@ package authz
 
 import (
 	"context"
+	"crypto/sha256"
 	"fmt"
 	"log/slog"
 	"os"
@@ -31,6 +32,7 @@ type Config struct {
 type Enforcer struct {
 	cfg     Config
 	policy  atomic.Pointer[Policy]
+	loaded  [32]byte   // hash of the file the current policy came from
 	mu      sync.Mutex // serialises reloads
 	buckets sync.Map   // principal -> *bucket
 }
@@ -47,20 +49,23 @@ func New(cfg Config) (*Enforcer, error) {
 		cfg.Logger = slog.Default()
 	}
 	e := &Enforcer{cfg: cfg}
-	p, err := e.load()
+	p, sum, err := e.load()
 	if err != nil {
 		return nil, err
 	}
 	e.policy.Store(p)
+	e.loaded = sum
 	return e, nil
 }
 
-func (e *Enforcer) load() (*Policy, error) {
+func (e *Enforcer) load() (*Policy, [32]byte, error) {
 	data, err := os.ReadFile(e.cfg.Path)
 	if err != nil {
-		return nil, fmt.Errorf("cannot read the policy file: %v", err)
+		return nil, [32]byte{}, fmt.Errorf("cannot read the policy file: %v", err)
 	}
-	return Parse(data, e.cfg.KnownMethods)
+	sum := sha256.Sum256(data)
+	p, err := Parse(data, e.cfg.KnownMethods)
+	return p, sum, err
 }
 
 // Reload re-reads the policy file. A file that fails to read, parse or validate keeps
@@ -68,16 +73,23 @@ func (e *Enforcer) load() (*Policy, error) {
 func (e *Enforcer) Reload() error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	p, err := e.load()
-	if e.cfg.OnReload != nil {
-		e.cfg.OnReload(err)
-	}
+	p, sum, err := e.load()
 	if err != nil {
 		e.cfg.Logger.Error("policy file rejected; keeping the current policy",
 			slog.String("file", e.cfg.Path), slog.String("reason", err.Error()))
+		if e.cfg.OnReload != nil {
+			e.cfg.OnReload(err)
+		}
 		return err
 	}
+	if sum == e.loaded {
+		return nil // nothing changed: not a reload
+	}
 	e.policy.Store(p)
+	e.loaded = sum
+	if e.cfg.OnReload != nil {
+		e.cfg.OnReload(nil)
+	}
 	e.cfg.Logger.Info("policy reloaded", slog.String("file", e.cfg.Path))
 	return nil
 }

@@ -165,18 +165,20 @@ func noRedirects(*http.Request, []*http.Request) error { return http.ErrUseLastR
 // ParseGatewayURL checks that raw is an absolute http(s) URL without query, fragment or
 // credentials.
 func ParseGatewayURL(raw string) (*url.URL, error) {
+	// Errors never repeat the URL's credentials, query or fragment: an operator may
+	// have pasted the key there.
 	u, err := url.Parse(raw)
 	switch {
 	case err != nil:
-		return nil, fmt.Errorf("gateway URL %q is not a URL: %v", raw, err)
-	case u.Scheme != "http" && u.Scheme != "https":
-		return nil, fmt.Errorf("gateway URL %q must start with https:// (or http:// for a local gateway)", raw)
-	case u.Host == "":
-		return nil, fmt.Errorf("gateway URL %q has no host", raw)
+		return nil, errors.New("gateway URL is not a valid URL")
 	case u.User != nil:
 		return nil, errors.New("gateway URL must not contain credentials; the key comes from LIVEPEER_API_KEY or LIVEPEER_API_KEY_FILE")
-	case u.RawQuery != "" || u.Fragment != "":
-		return nil, fmt.Errorf("gateway URL %q must not have a query or fragment", raw)
+	case u.RawQuery != "" || u.Fragment != "" || u.ForceQuery:
+		return nil, errors.New("gateway URL must not have a query or fragment; the key comes from LIVEPEER_API_KEY or LIVEPEER_API_KEY_FILE")
+	case u.Scheme != "http" && u.Scheme != "https":
+		return nil, fmt.Errorf("gateway URL %q must start with https:// (or http:// for a local gateway)", u.Scheme+"://"+u.Host+u.Path)
+	case u.Host == "":
+		return nil, fmt.Errorf("gateway URL %q has no host", u.Scheme+"://"+u.Path)
 	}
 	u.Path = strings.TrimSuffix(u.Path, "/")
 	u.RawPath = ""
@@ -265,7 +267,7 @@ func formBody(f *form) (*body, error) {
 // post sends one pipeline request, retrying where safe, and decodes a 2xx JSON answer
 // into out (which must have a check method).
 func (c *Client) post(ctx context.Context, pipeline string, b *body, out checker) error {
-	resp, cancel, err := c.send(ctx, pipeline, b, "application/json")
+	resp, ctx, cancel, err := c.send(ctx, pipeline, b, "application/json")
 	if err != nil {
 		return err
 	}
@@ -280,10 +282,10 @@ func (c *Client) post(ctx context.Context, pipeline string, b *body, out checker
 
 type checker interface{ check() error }
 
-// send performs the attempts of one request and returns the first usable (2xx) response
-// with a cancel func that releases the per-call timeout, or an error. The retry loop
-// lives here and only here.
-func (c *Client) send(ctx context.Context, pipeline string, b *body, accept string) (*http.Response, context.CancelFunc, error) {
+// send performs the attempts of one request and returns the first usable (2xx) response,
+// the context its body must be read under (it carries the per-pipeline timeout) and a
+// cancel func that releases it, or an error. The retry loop lives here and only here.
+func (c *Client) send(ctx context.Context, pipeline string, b *body, accept string) (*http.Response, context.Context, context.CancelFunc, error) {
 	ci := CallInfoFrom(ctx)
 	if ci != nil {
 		ci.Pipeline = pipeline
@@ -291,10 +293,8 @@ func (c *Client) send(ctx context.Context, pipeline string, b *body, accept stri
 	// Without a caller deadline, bound the call by the pipeline's timeout, and report
 	// its expiry as an upstream timeout rather than the caller's deadline.
 	cancel := context.CancelFunc(func() {})
-	ownDeadline := false
 	if _, ok := ctx.Deadline(); !ok {
 		ctx, cancel = context.WithTimeoutCause(ctx, c.timeouts[pipeline], errPipelineTimeout)
-		ownDeadline = true
 	}
 	endpoint := c.baseStr + "/" + pipeline
 	refreshed := false
@@ -304,39 +304,40 @@ func (c *Client) send(ctx context.Context, pipeline string, b *body, accept stri
 		if err != nil {
 			if ctx.Err() != nil {
 				cancel()
-				if ownDeadline && errors.Is(context.Cause(ctx), errPipelineTimeout) {
-					return nil, nil, &TransportError{Pipeline: pipeline, Timeout: true, Err: errPipelineTimeout}
-				}
-				return nil, nil, ctxError(ctx)
+				return nil, nil, nil, ctxCause(ctx, pipeline)
 			}
 			terr := &TransportError{Pipeline: pipeline, Err: err}
 			if attempt < c.maxAttempts && isConnectError(err) && c.backoff(ctx, attempt, 0) {
 				continue
 			}
 			cancel()
-			return nil, nil, terr
+			return nil, nil, nil, terr
 		}
 		if resp.StatusCode >= 200 && resp.StatusCode < 300 {
-			return resp, cancel, nil
+			return resp, ctx, cancel, nil
 		}
-		serr := c.statusError(pipeline, resp)
+		serr := c.statusError(pipeline, resp, key)
 		serr.KeyFingerprint = key.Fingerprint()
 		if serr.StatusCode == http.StatusUnauthorized && !refreshed {
-			// The key may have been rotated before the watch noticed: re-read it once
-			// and, if it changed, retry with the new key (not counted as an attempt).
+			// The key may have been rotated while this request was out (the watch
+			// already swapped it) or before the watch noticed (re-read the file): if
+			// the current key differs from the one rejected, retry once with it. The
+			// retry is not counted as an attempt.
 			refreshed = true
-			if r, ok := c.keys.(Refresher); ok {
-				if nk, changed := r.Refresh(); changed && !nk.Equal(key) {
-					attempt--
-					continue
-				}
+			current := c.keys.Key()
+			if r, ok := c.keys.(Refresher); ok && current.Equal(key) {
+				current = r.Refresh()
+			}
+			if !current.Equal(key) && !current.IsZero() {
+				attempt--
+				continue
 			}
 		}
 		if attempt < c.maxAttempts && c.retryable(ctx, serr) && c.backoff(ctx, attempt, serr.RetryAfter) {
 			continue
 		}
 		cancel()
-		return nil, nil, serr
+		return nil, nil, nil, serr
 	}
 }
 
@@ -424,6 +425,15 @@ func isConnectError(err error) bool {
 	return errors.As(err, &dns)
 }
 
+// ctxCause reports why ctx ended: genservice's own per-pipeline timeout becomes a
+// TransportError{Timeout: true}; the caller's deadline or cancellation its context error.
+func ctxCause(ctx context.Context, pipeline string) error {
+	if errors.Is(context.Cause(ctx), errPipelineTimeout) {
+		return &TransportError{Pipeline: pipeline, Timeout: true, Err: errPipelineTimeout}
+	}
+	return ctxError(ctx)
+}
+
 func ctxError(ctx context.Context) error {
 	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 		return context.DeadlineExceeded
@@ -431,10 +441,12 @@ func ctxError(ctx context.Context) error {
 	return context.Canceled
 }
 
-func (c *Client) statusError(pipeline string, resp *http.Response) *StatusError {
+func (c *Client) statusError(pipeline string, resp *http.Response, key APIKey) *StatusError {
 	defer resp.Body.Close()
 	raw, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
-	msg, violations := ParseErrorBody(raw)
+	// A gateway or proxy may echo the Authorization header back; scrub the key before
+	// anything of the body reaches a status or a log.
+	msg, violations := ParseErrorBody(key.Redact(raw))
 	e := &StatusError{Pipeline: pipeline, StatusCode: resp.StatusCode, Message: msg, Violations: violations}
 	if ra := resp.Header.Get("Retry-After"); ra != "" {
 		e.RetryAfter, e.HasRetryAfter = ParseRetryAfter(ra, time.Now())
@@ -452,7 +464,7 @@ func (c *Client) decode(ctx context.Context, pipeline string, resp *http.Respons
 	data, err := io.ReadAll(io.LimitReader(resp.Body, c.maxResp+1))
 	if err != nil {
 		if ctx.Err() != nil {
-			return ctxError(ctx)
+			return ctxCause(ctx, pipeline)
 		}
 		return &TransportError{Pipeline: pipeline, Err: err}
 	}

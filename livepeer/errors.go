@@ -205,13 +205,14 @@ func studioError(raw json.RawMessage) (msg, field string) {
 	if json.Unmarshal(raw, &ajv) != nil || ajv.Message == "" {
 		return s, ""
 	}
-	field = strings.ReplaceAll(strings.TrimPrefix(ajv.InstancePath, "/"), "/", ".")
+	field = fieldPath(strings.Split(strings.TrimPrefix(ajv.InstancePath, "/"), "/"))
 	switch {
 	case ajv.Params.MissingProperty != "":
 		field = joinField(field, ajv.Params.MissingProperty)
 	case ajv.Params.AdditionalProperty != "":
 		field = joinField(field, ajv.Params.AdditionalProperty)
 	}
+	field = truncate(Sanitize(field))
 	if field == "" {
 		field = "body"
 	}
@@ -225,7 +226,8 @@ func joinField(a, b string) string {
 	return a + "." + b
 }
 
-// locPath turns a FastAPI loc such as ["body", "prompt"] into "body.prompt".
+// locPath turns a FastAPI loc such as ["body", "messages", 0, "content"] into
+// "body.messages[0].content".
 func locPath(loc []any) string {
 	parts := make([]string, 0, len(loc))
 	for _, p := range loc {
@@ -236,15 +238,36 @@ func locPath(loc []any) string {
 			parts = append(parts, strconv.FormatFloat(p, 'f', -1, 64))
 		}
 	}
-	return truncate(Sanitize(strings.Join(parts, ".")))
+	return truncate(Sanitize(fieldPath(parts)))
+}
+
+// fieldPath joins path segments the way request fields are named in statuses: names
+// with dots, numeric segments as indexes ("messages[0].role").
+func fieldPath(parts []string) string {
+	var b strings.Builder
+	for _, p := range parts {
+		if p == "" {
+			continue
+		}
+		if _, err := strconv.ParseUint(p, 10, 32); err == nil && b.Len() > 0 {
+			b.WriteString("[" + p + "]")
+			continue
+		}
+		if b.Len() > 0 {
+			b.WriteByte('.')
+		}
+		b.WriteString(p)
+	}
+	return b.String()
 }
 
 // plainText reduces a non-JSON body (often an HTML error page) to a short line.
 func plainText(body []byte) string {
 	s := string(body)
 	if strings.HasPrefix(s, "<") {
-		// HTML: keep the title if there is one, else say what it was.
-		lower := strings.ToLower(s)
+		// HTML: keep the title if there is one, else say what it was. Only ASCII is
+		// lower-cased so that offsets in lower are offsets in s.
+		lower := asciiLower(s)
 		if i := strings.Index(lower, "<title>"); i >= 0 {
 			if j := strings.Index(lower[i:], "</title>"); j > 0 {
 				return truncate(Sanitize(s[i+len("<title>") : i+j]))
@@ -253,6 +276,16 @@ func plainText(body []byte) string {
 		return "non-JSON (HTML) error page"
 	}
 	return truncate(Sanitize(s))
+}
+
+func asciiLower(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			b[i] = c + ('a' - 'A')
+		}
+	}
+	return string(b)
 }
 
 // Sanitize makes upstream text safe to put in a status message or log: invalid UTF-8 and

@@ -1,6 +1,7 @@
 package livepeer
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -17,8 +18,19 @@ const PlaceholderKey = "your-api-key-here"
 // APIKey holds the backend API key. Every way of printing it (fmt verbs, %#v, slog)
 // yields "[REDACTED]", so a key that ends up in a log call or an error by mistake
 // does not leak. Use Fingerprint to identify a key in logs and errors.
+//
+// The secret sits behind a pointer: fmt does not call Format on values it reaches by
+// reflection (unexported struct fields, types defined from APIKey such as StaticKey),
+// and there a pointer prints as an address, never as the string.
 type APIKey struct {
-	secret string
+	secret *string
+}
+
+func (k APIKey) raw() string {
+	if k.secret == nil {
+		return ""
+	}
+	return *k.secret
 }
 
 // Key validation errors. Each says what is wrong without showing the key.
@@ -49,7 +61,7 @@ func ParseKey(raw string) (APIKey, error) {
 			return APIKey{}, ErrKeyControl
 		}
 	}
-	return APIKey{secret: raw}, nil
+	return APIKey{secret: &raw}, nil
 }
 
 // ParseKeyFile validates the contents of a key file. A single trailing newline (as left
@@ -62,25 +74,25 @@ func ParseKeyFile(contents []byte) (APIKey, error) {
 }
 
 // IsZero reports whether k holds no key.
-func (k APIKey) IsZero() bool { return k.secret == "" }
+func (k APIKey) IsZero() bool { return k.raw() == "" }
 
 // Fingerprint identifies the key without revealing it: "sha256:" and the first 8 hex
 // digits of the SHA-256 of the key. Operators compare it with the fingerprint of the key
 // they meant to deploy (printf %s "$KEY" | sha256sum).
 func (k APIKey) Fingerprint() string {
-	if k.secret == "" {
+	if k.raw() == "" {
 		return "none"
 	}
-	sum := sha256.Sum256([]byte(k.secret))
+	sum := sha256.Sum256([]byte(k.raw()))
 	return "sha256:" + hex.EncodeToString(sum[:4])
 }
 
 // authorization returns the Authorization header value. Unexported so that only the
 // client in this package can see the secret.
-func (k APIKey) authorization() string { return "Bearer " + k.secret }
+func (k APIKey) authorization() string { return "Bearer " + k.raw() }
 
 // Equal reports whether two keys hold the same secret.
-func (k APIKey) Equal(o APIKey) bool { return k.secret == o.secret }
+func (k APIKey) Equal(o APIKey) bool { return k.raw() == o.raw() }
 
 const redacted = "[REDACTED]"
 
@@ -111,3 +123,19 @@ type StaticKey APIKey
 
 // Key implements KeySource.
 func (s StaticKey) Key() APIKey { return APIKey(s) }
+
+// String, GoString, Format and LogValue redact, as for APIKey.
+func (StaticKey) String() string               { return redacted }
+func (StaticKey) GoString() string             { return redacted }
+func (StaticKey) Format(f fmt.State, _ rune)   { _, _ = f.Write([]byte(redacted)) }
+func (StaticKey) LogValue() slog.Value         { return slog.StringValue(redacted) }
+func (StaticKey) MarshalText() ([]byte, error) { return []byte(redacted), nil }
+
+// Redact replaces every occurrence of the key in b with [REDACTED]. Upstream error
+// bodies sometimes echo the Authorization header; this runs before they are parsed.
+func (k APIKey) Redact(b []byte) []byte {
+	if k.raw() == "" || !bytes.Contains(b, []byte(k.raw())) {
+		return b
+	}
+	return bytes.ReplaceAll(b, []byte(k.raw()), []byte(redacted))
+}

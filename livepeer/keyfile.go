@@ -16,8 +16,8 @@ import (
 // call is retried once with the new key instead of failing.
 type Refresher interface {
 	KeySource
-	// Refresh re-reads the key and reports whether it changed.
-	Refresh() (APIKey, bool)
+	// Refresh re-reads the key and returns the current one.
+	Refresh() APIKey
 }
 
 // FileKey is a KeySource backed by a file (LIVEPEER_API_KEY_FILE), reloaded when the
@@ -72,28 +72,31 @@ func (f *FileKey) Reload() (changed bool, err error) {
 	defer f.mu.Unlock()
 	old := f.Key()
 	k, err := f.read()
-	if f.onReload != nil {
-		f.onReload(err)
-	}
 	if err != nil {
 		f.log.Error("API key file is invalid; keeping the current key",
 			slog.String("file", f.path), slog.String("reason", err.Error()),
 			slog.String("keyFingerprint", old.Fingerprint()))
+		if f.onReload != nil {
+			f.onReload(err)
+		}
 		return false, err
 	}
 	if k.Equal(old) {
-		return false, nil
+		return false, nil // nothing changed: not a reload
 	}
 	f.cur.Store(&k)
+	if f.onReload != nil {
+		f.onReload(nil)
+	}
 	f.log.Info("API key reloaded", slog.String("file", f.path),
 		slog.String("keyFingerprint", k.Fingerprint()), slog.String("previousFingerprint", old.Fingerprint()))
 	return true, nil
 }
 
 // Refresh implements Refresher.
-func (f *FileKey) Refresh() (APIKey, bool) {
-	changed, _ := f.Reload()
-	return f.Key(), changed
+func (f *FileKey) Refresh() APIKey {
+	_, _ = f.Reload()
+	return f.Key()
 }
 
 // Watch reloads the key whenever the file changes, until ctx ends.

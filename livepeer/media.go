@@ -20,7 +20,8 @@ import (
 // arbitrary URLs (SSRF).
 type MediaFetcher struct {
 	http     *http.Client
-	allowed  map[string]bool // lowercase host or host:port
+	allowed  map[string]bool // lowercase host:port (default port explicit), exact
+	anyPort  map[string]bool // lowercase hosts allowed on every port
 	maxBytes int64
 }
 
@@ -70,15 +71,38 @@ func (c *Client) NewMediaFetcher(cfg MediaConfig) *MediaFetcher {
 	if cfg.MaxBytes <= 0 {
 		cfg.MaxBytes = 32 << 20
 	}
-	allowed := map[string]bool{strings.ToLower(c.base.Host): true, strings.ToLower(c.base.Hostname()): true}
+	// The gateway's own origin is allowed exactly: another port on the same host is
+	// another service. An operator's entry without a port allows that host on any port;
+	// with a port, only that port.
+	allowed := map[string]bool{hostPort(c.base.Scheme, c.base.Host): true}
+	anyPort := map[string]bool{}
 	for _, h := range cfg.AllowHosts {
-		allowed[strings.ToLower(strings.TrimSpace(h))] = true
+		h = strings.ToLower(strings.TrimSpace(h))
+		if _, _, err := net.SplitHostPort(h); err == nil {
+			allowed[h] = true
+			continue
+		}
+		anyPort[strings.Trim(h, "[]")] = true
 	}
 	return &MediaFetcher{
 		http:     &http.Client{Transport: c.http.Transport, CheckRedirect: noRedirects},
 		allowed:  allowed,
+		anyPort:  anyPort,
 		maxBytes: cfg.MaxBytes,
 	}
+}
+
+// hostPort normalises a URL host to lowercase host:port with the scheme's default port.
+func hostPort(scheme, host string) string {
+	host = strings.ToLower(host)
+	if _, _, err := net.SplitHostPort(host); err == nil {
+		return host
+	}
+	port := "443"
+	if scheme == "http" {
+		port = "80"
+	}
+	return net.JoinHostPort(strings.Trim(host, "[]"), port)
 }
 
 // check refuses URLs that are not http(s) on an allowed host.
@@ -94,7 +118,7 @@ func (f *MediaFetcher) check(raw string) (*url.URL, error) {
 	if u.User != nil {
 		return nil, &MediaRefusedError{Host: host, Reason: "URL carries credentials"}
 	}
-	if !f.allowed[host] && !f.allowed[strings.ToLower(u.Hostname())] {
+	if !f.allowed[hostPort(u.Scheme, host)] && !f.anyPort[strings.ToLower(u.Hostname())] {
 		return nil, &MediaRefusedError{Host: host, Reason: "host is neither the gateway's nor on --media-allow-host"}
 	}
 	return u, nil

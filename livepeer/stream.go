@@ -54,6 +54,7 @@ type LLMStream struct {
 	events   int
 	done     bool
 	buffered *LLMResponse // a whole JSON answer to a stream request (see below)
+	key      APIKey       // scrubbed from error events
 }
 
 // LLMStream calls POST /llm with stream=true and returns once the gateway has answered
@@ -72,12 +73,12 @@ func (c *Client) LLMStream(ctx context.Context, p *LLMRequest, idle time.Duratio
 		idle = DefaultStreamIdleTimeout
 	}
 	sctx, cancel := context.WithCancelCause(ctx)
-	resp, release, err := c.send(sctx, PipelineLLM, b, "text/event-stream")
+	resp, rctx, release, err := c.send(sctx, PipelineLLM, b, "text/event-stream")
 	if err != nil {
 		cancel(nil)
 		return nil, err
 	}
-	s := &LLMStream{ctx: sctx, cancel: cancel, release: release, resp: resp, idle: idle}
+	s := &LLMStream{ctx: rctx, cancel: cancel, release: release, resp: resp, idle: idle, key: c.keys.Key()}
 	mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
 	switch mt {
 	case "text/event-stream":
@@ -86,7 +87,7 @@ func (c *Client) LLMStream(ctx context.Context, p *LLMRequest, idle time.Duratio
 		// A gateway that ignores stream=true (or buffers it) answers with one JSON
 		// completion; deliver it as a single final event rather than failing.
 		var out LLMResponse
-		if err := c.decode(sctx, PipelineLLM, resp, &out); err != nil {
+		if err := c.decode(rctx, PipelineLLM, resp, &out); err != nil {
 			s.Close()
 			return nil, err
 		}
@@ -160,7 +161,7 @@ func (s *LLMStream) Next() (*LLMResponse, error) {
 		}
 		if len(ev.Error) > 0 && string(ev.Error) != "null" {
 			s.done = true
-			msg, _ := ParseErrorBody(append(append([]byte(`{"error":`), ev.Error...), '}'))
+			msg, _ := ParseErrorBody(s.key.Redact(append(append([]byte(`{"error":`), ev.Error...), '}')))
 			return nil, &StreamEventError{Pipeline: PipelineLLM, Message: msg}
 		}
 		s.events++
@@ -183,10 +184,8 @@ func (s *LLMStream) readError(err error) error {
 		switch {
 		case errors.Is(cause, errStreamIdle):
 			return &StreamIdleError{Pipeline: PipelineLLM, Idle: s.idle}
-		case errors.Is(cause, errPipelineTimeout):
-			return &TransportError{Pipeline: PipelineLLM, Timeout: true, Err: cause}
 		}
-		return ctxError(s.ctx)
+		return ctxCause(s.ctx, PipelineLLM)
 	}
 	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
 		return &StreamTruncatedError{Pipeline: PipelineLLM, Events: s.events}

@@ -133,17 +133,43 @@ type FieldViolation struct {
 
 // InvalidRequest is the status for a request that fails genservice's own validation.
 func (e Errors) InvalidRequest(violations []FieldViolation) error {
-	br := &errdetails.BadRequest{}
 	var b strings.Builder
 	b.WriteString("invalid request: ")
 	for i, v := range violations {
-		br.FieldViolations = append(br.FieldViolations, &errdetails.BadRequest_FieldViolation{Field: v.Field, Description: v.Description})
 		if i > 0 {
 			b.WriteString("; ")
 		}
+		if b.Len() > 300 {
+			b.WriteString(fmt.Sprintf("and %d more (see BadRequest)", len(violations)-i))
+			break
+		}
 		b.WriteString(v.Field + ": " + v.Description)
 	}
-	return e.New(codes.InvalidArgument, generationv1.ErrorReason_ERROR_REASON_INVALID_REQUEST, b.String(), nil, br)
+	return e.New(codes.InvalidArgument, generationv1.ErrorReason_ERROR_REASON_INVALID_REQUEST, b.String(), nil, badRequest(violations))
+}
+
+// badRequestBudget bounds the field violations carried in one status, so that all
+// details stay under 2 KB (some clients cap trailers at 8 KiB, and the message and
+// ErrorInfo need room too).
+const badRequestBudget = 900
+
+// badRequest builds a BadRequest detail from violations, keeping as many as fit in the
+// budget and summarising the rest.
+func badRequest(violations []FieldViolation) *errdetails.BadRequest {
+	br := &errdetails.BadRequest{}
+	used := 0
+	for i, v := range violations {
+		size := len(v.Field) + len(v.Description) + 8
+		if used+size > badRequestBudget {
+			br.FieldViolations = append(br.FieldViolations, &errdetails.BadRequest_FieldViolation{
+				Description: fmt.Sprintf("and %d more violations not shown", len(violations)-i),
+			})
+			break
+		}
+		used += size
+		br.FieldViolations = append(br.FieldViolations, &errdetails.BadRequest_FieldViolation{Field: v.Field, Description: v.Description})
+	}
+	return br
 }
 
 // Upstream maps an error from the livepeer client to a status. Context errors become
@@ -243,11 +269,11 @@ func (e Errors) upstreamStatus(se *livepeer.StatusError) error {
 		code == http.StatusUnsupportedMediaType || code == http.StatusUnprocessableEntity:
 		var details []protoadapt.MessageV1
 		if len(se.Violations) > 0 {
-			br := &errdetails.BadRequest{}
-			for _, v := range se.Violations {
-				br.FieldViolations = append(br.FieldViolations, &errdetails.BadRequest_FieldViolation{Field: upstreamField(v.Field), Description: v.Message})
+			vs := make([]FieldViolation, len(se.Violations))
+			for i, v := range se.Violations {
+				vs[i] = FieldViolation{Field: upstreamField(v.Field), Description: v.Message}
 			}
-			details = append(details, br)
+			details = append(details, badRequest(vs))
 		}
 		return e.New(codes.InvalidArgument, generationv1.ErrorReason_ERROR_REASON_UPSTREAM_INVALID_ARGUMENT,
 			"the gateway rejected the request (HTTP "+strconv.Itoa(code)+said+")", meta, details...)

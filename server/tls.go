@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
@@ -49,6 +50,7 @@ type tlsMaterial struct {
 	clientCA *x509.CertPool
 	notAfter time.Time
 	conf     *tls.Config
+	sum      [32]byte // of the three files' contents, to skip reloads that change nothing
 }
 
 // loadTLS reads and checks the files: the key must match the certificate, and the
@@ -82,7 +84,14 @@ func loadTLS(f TLSFiles) (*tlsMaterial, error) {
 	if !pool.AppendCertsFromPEM(caPEM) {
 		return nil, &FileError{"client-ca", f.ClientCAFile, errors.New("no PEM CERTIFICATE block found")}
 	}
-	return &tlsMaterial{cert: &cert, clientCA: pool, notAfter: cert.Leaf.NotAfter}, nil
+	h := sha256.New()
+	for _, b := range [][]byte{certPEM, keyPEM, caPEM} {
+		h.Write(b)
+		h.Write([]byte{0})
+	}
+	m := &tlsMaterial{cert: &cert, clientCA: pool, notAfter: cert.Leaf.NotAfter}
+	copy(m.sum[:], h.Sum(nil))
+	return m, nil
 }
 
 func containsPEM(data []byte, typ string) bool {
@@ -137,14 +146,20 @@ func (t *tlsConfig) config() *tls.Config {
 // on. A broken set (unreadable, unparsable, mismatched) keeps the current one.
 func (s *Server) ReloadTLS() error {
 	m, err := loadTLS(s.tlsFiles)
-	if s.onReload != nil {
-		s.onReload(err)
-	}
 	if err != nil {
 		s.log.Error("TLS files rejected; keeping the current certificate and client CA", slog.String("reason", err.Error()))
+		if s.onReload != nil {
+			s.onReload(err)
+		}
 		return err
 	}
+	if cur := s.tls.cur.Load(); cur != nil && cur.sum == m.sum {
+		return nil // nothing changed: not a reload
+	}
 	s.tls.set(m)
+	if s.onReload != nil {
+		s.onReload(nil)
+	}
 	s.log.Info("TLS files reloaded",
 		slog.String("subject", m.cert.Leaf.Subject.String()),
 		slog.Time("notAfter", m.notAfter),

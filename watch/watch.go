@@ -22,7 +22,10 @@ type Config struct {
 	// Paths are the files to watch.
 	Paths []string
 	// OnChange is called (from the watcher's goroutine, never concurrently) after any of
-	// the files' contents changed. It re-reads and validates the files itself.
+	// the files' contents changed, and once when watching starts, so that a change made
+	// between the caller's first load and the start of the watch is not missed. It
+	// re-reads and validates the files itself, and should do nothing when they hold what
+	// it already has.
 	OnChange func()
 	// PollInterval is the polling backstop. Default 10s.
 	PollInterval time.Duration
@@ -80,6 +83,7 @@ func Run(ctx context.Context, cfg Config) {
 		events, errs = w.Events, w.Errors
 	}
 
+	cfg.OnChange()
 	poll := time.NewTicker(cfg.PollInterval)
 	defer poll.Stop()
 	debounce := time.NewTimer(time.Hour)
