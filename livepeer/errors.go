@@ -122,7 +122,8 @@ func ParseErrorBody(body []byte) (message string, violations []Violation) {
 	}
 	var parts []string
 	add := func(s string) {
-		if s = Sanitize(s); s != "" {
+		// go-livepeer relays runner 400s as ": <message>"; drop the leading separator.
+		if s = strings.TrimLeft(Sanitize(s), ": "); s != "" {
 			parts = append(parts, s)
 		}
 	}

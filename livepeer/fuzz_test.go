@@ -1,0 +1,161 @@
+package livepeer
+
+import (
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"strings"
+	"testing"
+	"time"
+	"unicode"
+)
+
+// errorBodySeeds covers every upstream error shape (UPSTREAM.md §4.1) and the non-JSON
+// bodies a proxy or load balancer may send.
+var errorBodySeeds = []string{
+	`{"detail":{"msg":"GPU out of memory."}}`,
+	`{"detail":[{"loc":["body","prompt"],"msg":"field required","type":"missing"}]}`,
+	`{"detail":[{"loc":["body","messages",0,"content"],"msg":"Field required","type":"missing","input":{}}]}`,
+	`{"detail":"Not Found"}`,
+	`{"error":{"message":"Service Unavailable Error"}}`,
+	`{"error":{"message":": Prompt must be provided."}}`,
+	`{"errors":["Too many AI requests"]}`,
+	`{"errors":["Failed to generate text-to-image","x"]}`,
+	`{"errors":["{\"instancePath\":\"\",\"schemaPath\":\"#/required\",\"keyword\":\"required\",\"params\":{\"missingProperty\":\"prompt\"},\"message\":\"must have required property 'prompt'\"}"]}`,
+	`{"errors":["{\"instancePath\":\"/height\",\"schemaPath\":\"#/properties/height/type\",\"keyword\":\"type\",\"params\":{\"type\":\"integer\"},\"message\":\"must be integer\"}"]}`,
+	`{"errors":[{"instancePath":"/a","params":{"additionalProperty":"b"},"message":"must NOT have additional properties"}]}`,
+	`{"error":"Unauthorized","message":"Invalid API key"}`,
+	`{"error":"Unauthorized"}`,
+	`{"message":"Forbidden"}`,
+	"<!DOCTYPE html><html><head><title>502 Bad Gateway</title></head><body></body></html>",
+	"<html><body>no title</body></html>",
+	"<html><head><meta charset=\"utf-8\"><title>Fehler 502</title></head><body>Ungültige Antwort</body></html>",
+	"upstream connect error or disconnect/reset before headers\n",
+	"",
+	"   ",
+	`{"error":{"message":"a\u0000b\u001bc\nd"}}`,
+	"plain \xff\xfe invalid",
+	`["array"]`,
+	`{"error":`,
+	`{"detail":[{"loc":[1.5e300,true,null,{"x":1}],"msg":""}]}`,
+}
+
+func FuzzParseErrorBody(f *testing.F) {
+	for _, s := range errorBodySeeds {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		// Report a panic as this input's failure, so that the targets after this one
+		// still run under plain `go test`.
+		defer func() {
+			if r := recover(); r != nil {
+				t.Fatalf("ParseErrorBody(%q) panicked: %v\n%s", body, r, debug.Stack())
+			}
+		}()
+		msg, vs := ParseErrorBody(body)
+		checkErrorBodyInvariants(t, msg, vs)
+	})
+}
+
+func FuzzParseRetryAfter(f *testing.F) {
+	for _, s := range []string{
+		"0", "1", "120", "-1", "", " 5 ", "1.5", "soon", "86401", "9223372036854775807",
+		"99999999999999999999", "Wed, 21 Oct 2015 07:28:00 GMT", "Sun, 06 Nov 1994 08:49:37 GMT",
+		"Sunday, 06-Nov-94 08:49:37 GMT", "Sun Nov  6 08:49:37 1994", "Fri, 31 Dec 9999 23:59:59 GMT",
+		"Mon, 01 Jan 0001 00:00:00 GMT",
+	} {
+		f.Add(s, int64(1_700_000_000))
+	}
+	f.Fuzz(func(t *testing.T, v string, nowUnix int64) {
+		now := time.Unix(nowUnix, 0)
+		d, ok := ParseRetryAfter(v, now)
+		if d < 0 || d > 24*time.Hour {
+			t.Fatalf("ParseRetryAfter(%q) = %v, outside [0, 24h]", v, d)
+		}
+		if !ok && d != 0 {
+			t.Fatalf("ParseRetryAfter(%q) = %v with ok=false", v, d)
+		}
+		if ok && d%time.Second != 0 {
+			t.Fatalf("ParseRetryAfter(%q) = %v, not whole seconds", v, d)
+		}
+	})
+}
+
+var keyErrors = []error{ErrKeyEmpty, ErrKeyWhitespace, ErrKeyBearer, ErrKeyPlaceholder, ErrKeyControl}
+
+func FuzzParseKey(f *testing.F) {
+	for _, s := range []string{
+		testSecret, "", " ", "Bearer xyz", "bearer xyz", "BeArEr", "your-api-key-here",
+		"abc def", "abc\ndef", "abc\x00def", "abc\x7f", "abc\u00a0def", "abc\u2028", "\xff\xfe",
+		"ключ-123", "a1b2c3d4-e5f6-7890-abcd-ef0123456789",
+		"the API key", // a substring of the error texts
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, raw string) {
+		k, err := ParseKey(raw)
+		if err != nil {
+			if !k.IsZero() {
+				t.Fatalf("ParseKey(%q) returned a key with error %v", raw, err)
+			}
+			known := false
+			for _, e := range keyErrors {
+				// The very sentinel, not a wrapper: its text is fixed, so it cannot
+				// carry any part of the input.
+				if err == e {
+					known = true
+				}
+			}
+			if !known {
+				t.Fatalf("ParseKey(%q) = %v, not one of the ErrKey* errors", raw, err)
+			}
+			msg := err.Error()
+			if len(raw) >= 8 && strings.Contains(msg, raw) && !errors.Is(err, ErrKeyPlaceholder) && !isFixedText(raw) {
+				t.Fatalf("ParseKey error %q contains the input %q", msg, raw)
+			}
+			return
+		}
+		if k.IsZero() {
+			t.Fatalf("ParseKey(%q) accepted an empty key", raw)
+		}
+		if raw == PlaceholderKey {
+			t.Fatal("ParseKey accepted the placeholder")
+		}
+		if len(raw) >= 6 && strings.EqualFold(raw[:6], "bearer") {
+			t.Fatalf("ParseKey(%q) accepted a Bearer-prefixed key", raw)
+		}
+		for _, r := range raw {
+			if unicode.IsSpace(r) || unicode.IsControl(r) {
+				t.Fatalf("ParseKey(%q) accepted a key with %U", raw, r)
+			}
+		}
+		// The header the client will send must be exactly "Bearer <raw>".
+		if got := k.authorization(); got != "Bearer "+raw {
+			t.Fatalf("authorization() = %q", got)
+		}
+		// Redaction holds for every accepted key.
+		for _, verb := range []string{"%v", "%+v", "%#v", "%s", "%q", "%x"} {
+			if out := fmt.Sprintf(verb, k); strings.Contains(out, raw) && !strings.Contains(redacted, raw) {
+				t.Fatalf("%s of key %q = %q", verb, raw, out)
+			}
+		}
+		if fp := k.Fingerprint(); !fingerprintRE.MatchString(fp) {
+			t.Fatalf("Fingerprint = %q", fp)
+		}
+		// A file holding the key and one newline gives the same key.
+		if k2, err := ParseKeyFile([]byte(raw + "\n")); err != nil || !k2.Equal(k) {
+			t.Fatalf("ParseKeyFile(%q+LF) = %v, %v", raw, k2, err)
+		}
+	})
+}
+
+// isFixedText reports whether s is part of one of the fixed error texts, which an
+// input may coincide with without anything leaking.
+func isFixedText(s string) bool {
+	for _, e := range keyErrors {
+		if strings.Contains(e.Error(), s) {
+			return true
+		}
+	}
+	return false
+}
