@@ -80,8 +80,15 @@ func Parse(data []byte, knownMethods []string) (*Policy, error) {
 		}
 		return nil, fmt.Errorf("policy is not valid YAML: %v", err)
 	}
+	// A second document would be silently ignored; say so instead.
+	var next yaml.Node
+	if err := dec.Decode(&next); err == nil {
+		return nil, fmt.Errorf("line %d: a second YAML document (after \"---\"); a policy file holds one rules: list", next.Line)
+	} else if !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("policy is not valid YAML: %v", err)
+	}
 	if f.Rules == nil {
-		return nil, errors.New("policy has no rules: key (write rules: [] to deny everyone)")
+		return nil, errors.New("policy has no rules list (write rules: [] to deny everyone)")
 	}
 	known := map[string]bool{}
 	for _, m := range knownMethods {
@@ -91,14 +98,14 @@ func Parse(data []byte, knownMethods []string) (*Policy, error) {
 	seen := map[string]int{}
 	for i := range f.Rules {
 		node := &f.Rules[i]
+		if line, err := unknownKeys(node); err != nil {
+			return nil, fmt.Errorf("line %d: rule %d: %v", line, i+1, err)
+		}
 		var r Rule
 		if err := node.Decode(&r); err != nil {
-			return nil, fmt.Errorf("line %d: rule %d: %v", node.Line, i+1, err)
+			return nil, fmt.Errorf("line %d: rule %d: %v", node.Line, i+1, yamlTypeError(err))
 		}
 		r.line = node.Line
-		if err := unknownKeys(node); err != nil {
-			return nil, fmt.Errorf("line %d: rule %d: %v", node.Line, i+1, err)
-		}
 		c, err := compile(r, known)
 		if err != nil {
 			return nil, fmt.Errorf("line %d: rule %d: %v", r.line, i+1, err)
@@ -122,20 +129,33 @@ func Parse(data []byte, knownMethods []string) (*Policy, error) {
 	return p, nil
 }
 
-// unknownKeys rejects misspelled keys in a rule (KnownFields does not reach nodes
-// decoded one by one).
-func unknownKeys(n *yaml.Node) error {
+// unknownKeys rejects a rule that is not a mapping and misspelled keys (KnownFields
+// does not reach nodes decoded one by one), returning the line at fault.
+func unknownKeys(n *yaml.Node) (int, error) {
 	if n.Kind != yaml.MappingNode {
-		return errors.New("a rule must be a mapping with principals and methods")
+		return n.Line, errors.New("a rule must be a mapping with principals and methods")
 	}
 	allowed := []string{"principals", "methods", "rate", "burst", "max_in_flight"}
 	for i := 0; i+1 < len(n.Content); i += 2 {
-		k := n.Content[i].Value
-		if !slices.Contains(allowed, k) {
-			return fmt.Errorf("unknown key %q (allowed: %s)", k, strings.Join(allowed, ", "))
+		k := n.Content[i]
+		if !slices.Contains(allowed, k.Value) {
+			return k.Line, fmt.Errorf("unknown key %q (allowed: %s)", k.Value, strings.Join(allowed, ", "))
 		}
 	}
-	return nil
+	return 0, nil
+}
+
+// yamlTypeError rewrites yaml's type errors without Go type names.
+func yamlTypeError(err error) error {
+	var te *yaml.TypeError
+	if errors.As(err, &te) {
+		msgs := make([]string, len(te.Errors))
+		for i, m := range te.Errors {
+			msgs[i] = strings.ReplaceAll(m, " into authz.Rule", "")
+		}
+		return errors.New(strings.Join(msgs, "; "))
+	}
+	return err
 }
 
 func compile(r Rule, known map[string]bool) (*compiled, error) {

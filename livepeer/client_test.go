@@ -650,7 +650,7 @@ func TestClientCallInfo(t *testing.T) {
 	sim.Script(PipelineTextToImage, livepeertest.Step{Status: 400, Body: livepeertest.GatewayError(": Prompt must be provided.")})
 	_, err := c.TextToImage(WithCallInfo(context.Background(), ci), t2i())
 	var se *StatusError
-	if !errors.As(err, &se) || se.Message != ": Prompt must be provided." || se.KeyFingerprint != ci.KeyFingerprint {
+	if !errors.As(err, &se) || se.Message != "Prompt must be provided." || se.KeyFingerprint != ci.KeyFingerprint {
 		t.Errorf("err = %#v", err)
 	}
 	if ci.Attempts != 1 || ci.Status != 400 {

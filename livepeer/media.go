@@ -78,6 +78,9 @@ func (c *Client) NewMediaFetcher(cfg MediaConfig) *MediaFetcher {
 	anyPort := map[string]bool{}
 	for _, h := range cfg.AllowHosts {
 		h = strings.ToLower(strings.TrimSpace(h))
+		if h == "" {
+			continue
+		}
 		if _, _, err := net.SplitHostPort(h); err == nil {
 			allowed[h] = true
 			continue
@@ -117,6 +120,9 @@ func (f *MediaFetcher) check(raw string) (*url.URL, error) {
 	}
 	if u.User != nil {
 		return nil, &MediaRefusedError{Host: host, Reason: "URL carries credentials"}
+	}
+	if u.Hostname() == "" {
+		return nil, &MediaRefusedError{Host: host, Reason: "URL has no host"}
 	}
 	if !f.allowed[hostPort(u.Scheme, host)] && !f.anyPort[strings.ToLower(u.Hostname())] {
 		return nil, &MediaRefusedError{Host: host, Reason: "host is neither the gateway's nor on --media-allow-host"}

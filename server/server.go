@@ -50,8 +50,9 @@ type Config struct {
 	// plaintext, TLS is ignored, and the principal comes from the sidecar's header.
 	Mesh string
 	// MaxConnectionAge makes clients reconnect periodically, so rotated certificates and
-	// new replicas are picked up. Default 30m; the grace for calls in flight is
-	// MaxConnectionAgeGrace (default 5m).
+	// new replicas are picked up. Default 30m. MaxConnectionAgeGrace is how long calls in
+	// flight on an aged connection may still run; it must cover the longest call, or a
+	// paid-for generation is cut (default DefaultMaxConnectionAgeGrace).
 	MaxConnectionAge      time.Duration
 	MaxConnectionAgeGrace time.Duration
 	// Metrics, if set, receives the gRPC server metrics and per-call overhead and errors.
@@ -91,6 +92,10 @@ type Server struct {
 	inFlight    atomic.Int64
 }
 
+// DefaultMaxConnectionAgeGrace covers the longest default per-pipeline timeout
+// (image-to-video, 10 minutes) with a margin.
+const DefaultMaxConnectionAgeGrace = 11 * time.Minute
+
 // DefaultMaxMessageSize is the default cap on message sizes.
 const DefaultMaxMessageSize = 32 << 20
 
@@ -116,7 +121,7 @@ func New(cfg Config) (*Server, error) {
 		cfg.MaxConnectionAge = 30 * time.Minute
 	}
 	if cfg.MaxConnectionAgeGrace <= 0 {
-		cfg.MaxConnectionAgeGrace = 5 * time.Minute
+		cfg.MaxConnectionAgeGrace = DefaultMaxConnectionAgeGrace
 	}
 	s := &Server{
 		log: cfg.Logger, errs: Errors{Domain: cfg.ErrorDomain},

@@ -34,6 +34,7 @@ type serveConfig struct {
 	Mesh           string
 	MeshAck        bool
 	MaxConnAge     time.Duration
+	MaxConnGrace   time.Duration
 	AdminListen    string
 	MediaAllow     []string
 	MaxMediaBytes  int
@@ -176,6 +177,7 @@ func serveFlags(fs *flag.FlagSet, c *serveConfig) {
 	fs.StringVar(&c.Mesh, "mesh", "", `"istio" or "linkerd": a sidecar terminates mTLS, the listener is plaintext and the caller's identity comes from the sidecar's header`)
 	fs.BoolVar(&c.MeshAck, "mesh-allow-non-loopback", false, "in mesh mode, allow a plaintext listener on a non-loopback address (only if the pod network cannot reach it except through the sidecar)")
 	fs.DurationVar(&c.MaxConnAge, "max-connection-age", 30*time.Minute, "clients reconnect after this long, picking up rotated certificates and new replicas")
+	fs.DurationVar(&c.MaxConnGrace, "max-connection-age-grace", server.DefaultMaxConnectionAgeGrace, "how long calls on an aged connection may still run; keep it above the longest call (--pipeline-timeout) or long generations are cut")
 	fs.DurationVar(&c.StreamIdle, "stream-idle-timeout", livepeer.DefaultStreamIdleTimeout, "longest gap between two LLMStream events before the call fails with UPSTREAM_TIMEOUT")
 }
 
@@ -241,6 +243,9 @@ func (c *serveConfig) validate(getenv func(string) string, readFile func(string)
 	}
 	if c.MaxConnAge <= 0 {
 		bad("--max-connection-age (GENSERVICE_MAX_CONNECTION_AGE) must be positive")
+	}
+	if c.MaxConnGrace <= 0 {
+		bad("--max-connection-age-grace (GENSERVICE_MAX_CONNECTION_AGE_GRACE) must be positive")
 	}
 	if _, err := livepeer.ParseGatewayURL(c.GatewayURL); err != nil {
 		bad("--gateway-url (GENSERVICE_GATEWAY_URL or LIVEPEER_GATEWAY_URL): %v", err)
@@ -309,6 +314,18 @@ func (c *serveConfig) loadKey(getenv func(string) string, readFile func(string) 
 		return errors.New("no backend API key: set LIVEPEER_API_KEY_FILE to a file holding the Livepeer API key (or LIVEPEER_API_KEY to the key)")
 	}
 	return nil
+}
+
+// longestTimeout is the longest per-pipeline limit in effect.
+func (c *serveConfig) longestTimeout() time.Duration {
+	longest := time.Duration(0)
+	for p, d := range livepeer.DefaultTimeouts {
+		if o, ok := c.Timeouts[p]; ok {
+			d = o
+		}
+		longest = max(longest, d)
+	}
+	return longest
 }
 
 // parseServe parses serve's arguments and environment into a validated config.

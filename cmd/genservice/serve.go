@@ -89,21 +89,22 @@ func serve(ctx context.Context, c *serveConfig, log *slog.Logger, ready func(lis
 		return fmt.Errorf("--gateway-url: %v", err)
 	}
 	srv, err = server.New(server.Config{
-		TLS:               c.TLS,
-		Upstream:          up,
-		Logger:            log,
-		ErrorDomain:       c.ErrorDomain,
-		MaxMessageSize:    c.MaxMessageSize,
-		StreamIdleTimeout: c.StreamIdle,
-		Policy:            policy,
-		MaxInFlight:       c.MaxInFlight,
-		Mesh:              c.Mesh,
-		MaxConnectionAge:  c.MaxConnAge,
-		Metrics:           m,
-		OnTLSReload:       m.Reloaded("tls"),
-		MediaAllowHosts:   c.MediaAllow,
-		MaxMediaBytes:     int64(c.MaxMediaBytes),
-		StatsHandler:      tr.StatsHandler(),
+		TLS:                   c.TLS,
+		Upstream:              up,
+		Logger:                log,
+		ErrorDomain:           c.ErrorDomain,
+		MaxMessageSize:        c.MaxMessageSize,
+		StreamIdleTimeout:     c.StreamIdle,
+		Policy:                policy,
+		MaxInFlight:           c.MaxInFlight,
+		Mesh:                  c.Mesh,
+		MaxConnectionAge:      c.MaxConnAge,
+		MaxConnectionAgeGrace: c.MaxConnGrace,
+		Metrics:               m,
+		OnTLSReload:           m.Reloaded("tls"),
+		MediaAllowHosts:       c.MediaAllow,
+		MaxMediaBytes:         int64(c.MaxMediaBytes),
+		StatsHandler:          tr.StatsHandler(),
 	})
 	if err != nil {
 		var fe *server.FileError
@@ -149,6 +150,10 @@ func serve(ctx context.Context, c *serveConfig, log *slog.Logger, ready func(lis
 	log.Info("genservice serving", attrs...)
 	if policy == nil {
 		log.Warn("no authorization policy (--policy): every caller with a certificate from the client CA may call every RPC")
+	}
+	if c.MaxConnGrace > 0 && c.MaxConnGrace < c.longestTimeout() {
+		log.Warn("--max-connection-age-grace is shorter than the longest pipeline timeout: calls that long are cut when their connection ages out",
+			slog.Duration("grace", c.MaxConnGrace), slog.Duration("longestTimeout", c.longestTimeout()))
 	}
 	if c.Mesh != "" {
 		log.Warn("mesh mode: plaintext listener; caller identity taken from the sidecar's header", slog.String("mesh", c.Mesh))
