@@ -110,6 +110,29 @@ test(`TextToImage over mTLS on ${addr} returns an image URL`, async () => {
   console.log(`      image ${res.images[0].url} seed=${res.images[0].seed}`);
 });
 
+test(`LLMStream on ${addr}: reads every event to the end (OK status, final finish_reason)`, async () => {
+  const stream = client(addr, mtls).LLMStream(
+    { messages: [{ role: 'user', content: 'Count to three' }] },
+    { deadline: new Date(Date.now() + DEADLINE_MS) },
+  );
+  const events = [];
+  const status = await new Promise((resolve, reject) => {
+    stream.on('data', (ev) => events.push(ev));
+    stream.on('error', reject);
+    stream.on('status', resolve);
+  });
+  assert.equal(status.code, grpc.status.OK, `stream status ${status.code}: ${status.details}`);
+  assert.ok(events.length > 1, `several events (got ${events.length})`);
+  const last = events[events.length - 1];
+  assert.ok(last.choices?.[0]?.finish_reason, 'the last event carries finish_reason');
+  for (const ev of events.slice(0, -1)) {
+    assert.equal(ev.choices?.[0]?.finish_reason ?? '', '', 'only the last event carries finish_reason');
+  }
+  const text = events.map((ev) => ev.choices?.[0]?.delta?.content ?? '').join('');
+  assert.ok(text.length > 0, 'the deltas add up to some text');
+  console.log(`      ${events.length} events: ${JSON.stringify(text)} finish_reason=${last.choices[0].finish_reason}`);
+});
+
 test(`TextToImage on ${revokedAddr} (backend key rejected): UNAUTHENTICATED with ErrorInfo`, async () => {
   const err = await expectFailure(() => call(client(revokedAddr, mtls), 'TextToImage', { prompt: 'a red fox' }));
   assert.equal(err.code, grpc.status.UNAUTHENTICATED, `status code (${err.message})`);
