@@ -751,3 +751,26 @@ func TestE2E_ValidationErrors(t *testing.T) {
 		}
 	})
 }
+
+// TestE2E_StudioLLMMultipartQuirk: Livepeer Studio answers the JSON llm request with 422
+// "Expected multipart/form-data content-type"; the caller gets UNIMPLEMENTED with the
+// cause, not INVALID_ARGUMENT as if its own request were wrong.
+func TestE2E_StudioLLMMultipartQuirk(t *testing.T) {
+	h := newHarness(t)
+	h.sim.Script(livepeer.PipelineLLM, livepeertest.Step{Status: 422, Body: livepeertest.StudioError("Expected multipart/form-data content-type")})
+	ctx := ctxTimeout(t, 5*time.Second)
+	_, err := h.client.LLM(ctx, &generationv1.LLMRequest{Messages: []*generationv1.LLMMessage{{Role: "user", Content: "hi"}}})
+	st := status.Convert(err)
+	if st.Code() != codes.Unimplemented || errorInfo(t, st).GetReason() != "UPSTREAM_PIPELINE_UNSUPPORTED" {
+		t.Fatalf("got %v %q, want Unimplemented UPSTREAM_PIPELINE_UNSUPPORTED", st.Code(), st.Message())
+	}
+	if !strings.Contains(st.Message(), "go-livepeer") {
+		t.Errorf("message does not say what to do: %q", st.Message())
+	}
+	// The same 422 on another pipeline stays the caller's invalid argument.
+	h.sim.Script(livepeer.PipelineTextToImage, livepeertest.Step{Status: 422, Body: livepeertest.StudioError("Expected multipart/form-data content-type")})
+	_, err = h.client.TextToImage(ctx, &generationv1.TextToImageRequest{Prompt: "x"})
+	if c := status.Code(err); c != codes.InvalidArgument {
+		t.Errorf("text-to-image 422: %v, want InvalidArgument", c)
+	}
+}

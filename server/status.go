@@ -265,6 +265,13 @@ func (e Errors) upstreamStatus(se *livepeer.StatusError) error {
 				Description: "Create a Livepeer Studio API key without CORS access for server-side use",
 				Url:         "https://docs.livepeer.org/api-reference/overview/authentication",
 			}}})
+	case code == http.StatusUnprocessableEntity && se.Pipeline == livepeer.PipelineLLM &&
+		strings.Contains(se.Message, "multipart/form-data"):
+		// Livepeer Studio still serves llm with its 2024 multipart schema (UPSTREAM.md
+		// §3.7), so it refuses the gateway's JSON request. That is not the caller's
+		// request being wrong: the configured gateway does not serve this API.
+		return e.New(codes.Unimplemented, generationv1.ErrorReason_ERROR_REASON_UPSTREAM_PIPELINE_UNSUPPORTED,
+			"the configured gateway does not accept the llm API genservice speaks (HTTP 422"+said+"); Livepeer Studio's llm endpoint still expects its older multipart form: point --gateway-url at a go-livepeer AI gateway for LLM", meta)
 	case code == http.StatusBadRequest || code == http.StatusRequestEntityTooLarge ||
 		code == http.StatusUnsupportedMediaType || code == http.StatusUnprocessableEntity:
 		var details []protoadapt.MessageV1
