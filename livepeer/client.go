@@ -438,6 +438,12 @@ func ctxError(ctx context.Context) error {
 	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 		return context.DeadlineExceeded
 	}
+	// A gRPC client resets the stream when its own deadline passes, a moment before the
+	// server's copy of the deadline fires; the server then sees a cancellation. Call it
+	// what it is, so logs and metrics count deadlines as deadlines.
+	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < 20*time.Millisecond {
+		return context.DeadlineExceeded
+	}
 	return context.Canceled
 }
 
