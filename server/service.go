@@ -23,23 +23,33 @@ type service struct {
 
 // inline fetches result media into the response when the caller asked for it. Every
 // URL is checked before anything is fetched, so a refused host means no fetch at all.
-func (s *service) inline(ctx context.Context, want bool, ms []*generationv1.Media) error {
+// set stores file i's bytes and content type.
+func (s *service) inline(ctx context.Context, want bool, urls []string, set func(i int, data []byte, contentType string)) error {
 	if !want {
 		return nil
 	}
-	for _, m := range ms {
-		if err := s.media.Check(m.GetUrl()); err != nil {
+	for _, u := range urls {
+		if err := s.media.Check(u); err != nil {
 			return s.fail(ctx, err)
 		}
 	}
-	for _, m := range ms {
-		data, ct, err := s.media.Fetch(ctx, m.GetUrl())
+	for i, u := range urls {
+		data, ct, err := s.media.Fetch(ctx, u)
 		if err != nil {
 			return s.fail(ctx, err)
 		}
-		m.Content, m.ContentType = data, ct
+		set(i, data, ct)
 	}
 	return nil
+}
+
+// inlineImages is inline for a list of Media.
+func (s *service) inlineImages(ctx context.Context, want bool, ms []*generationv1.Media) error {
+	urls := make([]string, len(ms))
+	for i, m := range ms {
+		urls[i] = m.GetUrl()
+	}
+	return s.inline(ctx, want, urls, func(i int, data []byte, ct string) { ms[i].Content, ms[i].ContentType = data, ct })
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }
@@ -97,7 +107,7 @@ func (s *service) TextToImage(ctx context.Context, r *generationv1.TextToImageRe
 		return nil, s.fail(ctx, err)
 	}
 	out := &generationv1.TextToImageResponse{Images: media(res.Images)}
-	if err := s.inline(ctx, r.GetInlineMedia(), out.Images); err != nil {
+	if err := s.inlineImages(ctx, r.GetInlineMedia(), out.Images); err != nil {
 		return nil, err
 	}
 	return out, nil
@@ -125,7 +135,7 @@ func (s *service) ImageToImage(ctx context.Context, r *generationv1.ImageToImage
 		return nil, s.fail(ctx, err)
 	}
 	out := &generationv1.ImageToImageResponse{Images: media(res.Images)}
-	if err := s.inline(ctx, r.GetInlineMedia(), out.Images); err != nil {
+	if err := s.inlineImages(ctx, r.GetInlineMedia(), out.Images); err != nil {
 		return nil, err
 	}
 	return out, nil
@@ -151,7 +161,7 @@ func (s *service) ImageToVideo(ctx context.Context, r *generationv1.ImageToVideo
 		return nil, s.fail(ctx, err)
 	}
 	out := &generationv1.ImageToVideoResponse{Images: media(res.Images)}
-	if err := s.inline(ctx, r.GetInlineMedia(), out.Images); err != nil {
+	if err := s.inlineImages(ctx, r.GetInlineMedia(), out.Images); err != nil {
 		return nil, err
 	}
 	return out, nil
@@ -173,7 +183,7 @@ func (s *service) Upscale(ctx context.Context, r *generationv1.UpscaleRequest) (
 		return nil, s.fail(ctx, err)
 	}
 	out := &generationv1.UpscaleResponse{Images: media(res.Images)}
-	if err := s.inline(ctx, r.GetInlineMedia(), out.Images); err != nil {
+	if err := s.inlineImages(ctx, r.GetInlineMedia(), out.Images); err != nil {
 		return nil, err
 	}
 	return out, nil
@@ -306,15 +316,11 @@ func (s *service) TextToSpeech(ctx context.Context, r *generationv1.TextToSpeech
 		return nil, s.fail(ctx, err)
 	}
 	out := &generationv1.TextToSpeechResponse{Audio: &generationv1.MediaURL{Url: res.Audio.URL}}
-	if r.GetInlineMedia() {
-		if err := s.media.Check(res.Audio.URL); err != nil {
-			return nil, s.fail(ctx, err)
-		}
-		data, ct, err := s.media.Fetch(ctx, res.Audio.URL)
-		if err != nil {
-			return nil, s.fail(ctx, err)
-		}
+	err = s.inline(ctx, r.GetInlineMedia(), []string{res.Audio.URL}, func(_ int, data []byte, ct string) {
 		out.Audio.Content, out.Audio.ContentType = data, ct
+	})
+	if err != nil {
+		return nil, err
 	}
 	return out, nil
 }
