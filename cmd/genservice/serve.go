@@ -121,8 +121,10 @@ func serve(ctx context.Context, c *serveConfig, log *slog.Logger, ready func(lis
 	bound.GRPC = lis.Addr()
 	adminCtx, stopAdmin := context.WithCancel(context.Background())
 	defer stopAdmin()
-	adminDone := make(chan error, 1)
+	// adminDone stays nil (never ready in the select below) when the admin listener is off.
+	var adminDone chan error
 	if c.AdminListen != "" {
+		adminDone = make(chan error, 1)
 		alis, err := net.Listen("tcp", c.AdminListen)
 		if err != nil {
 			lis.Close()
@@ -132,8 +134,6 @@ func serve(ctx context.Context, c *serveConfig, log *slog.Logger, ready func(lis
 		go func() {
 			adminDone <- admin.Serve(adminCtx, alis, admin.Config{Metrics: m.Handler(), Ready: srv.Ready, Logger: log})
 		}()
-	} else {
-		adminDone <- nil
 	}
 	attrs := []any{
 		slog.String("version", version),
@@ -167,7 +167,7 @@ func serve(ctx context.Context, c *serveConfig, log *slog.Logger, ready func(lis
 	select {
 	case err := <-errc:
 		stopAdmin()
-		<-adminDone
+		waitAdmin(adminDone)
 		return err
 	case err := <-adminDone:
 		srv.Shutdown(context.Background(), 0)
@@ -180,9 +180,15 @@ func serve(ctx context.Context, c *serveConfig, log *slog.Logger, ready func(lis
 	defer cancel()
 	srv.Shutdown(sctx, c.DrainDelay)
 	stopAdmin()
-	<-adminDone
+	waitAdmin(adminDone)
 	log.Info("stopped")
 	return <-errc
+}
+
+func waitAdmin(done chan error) {
+	if done != nil {
+		<-done
+	}
 }
 
 func newLogger(level slog.Level) *slog.Logger {
