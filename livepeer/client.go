@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"math/rand/v2"
 	"mime"
 	"net"
@@ -57,6 +58,8 @@ type Config struct {
 	Observer Observer
 	// WrapTransport, if set, wraps the transport (tracing).
 	WrapTransport func(http.RoundTripper) http.RoundTripper
+	// Logger receives one line per retried attempt. Default: discard.
+	Logger *slog.Logger
 }
 
 // Observer receives every upstream attempt. Implementations must be cheap and safe for
@@ -98,6 +101,7 @@ type Client struct {
 	timeouts    map[string]time.Duration
 	userAgent   string
 	obs         Observer
+	log         *slog.Logger
 }
 
 // New validates cfg and returns a Client.
@@ -137,6 +141,9 @@ func New(cfg Config) (*Client, error) {
 	if cfg.Observer == nil {
 		cfg.Observer = noObserver{}
 	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
 	rt := cfg.Transport
 	if rt == nil {
 		rt = NewTransport(cfg.ConnectTimeout, cfg.MaxIdleConnsPerHost, cfg.RootCAs)
@@ -154,6 +161,7 @@ func New(cfg Config) (*Client, error) {
 		timeouts:    timeouts,
 		userAgent:   cfg.UserAgent,
 		obs:         cfg.Observer,
+		log:         cfg.Logger,
 	}, nil
 }
 
@@ -208,7 +216,9 @@ func (c *Client) GatewayURL() string { return c.baseStr }
 // CallInfo collects what happened upstream during one gRPC call, for the call's log line
 // and metrics. Attach one with WithCallInfo; the client fills it in.
 type CallInfo struct {
-	Pipeline string
+	// RequestID is the call's id, set by the caller, for log lines about the call.
+	RequestID string
+	Pipeline  string
 	// Attempts made (0 when nothing was sent).
 	Attempts int
 	// Status is the last HTTP status received (0 when none).
@@ -307,7 +317,7 @@ func (c *Client) send(ctx context.Context, pipeline string, b *body, accept stri
 				return nil, nil, nil, ctxCause(ctx, pipeline)
 			}
 			terr := &TransportError{Pipeline: pipeline, Err: err}
-			if attempt < c.maxAttempts && isConnectError(err) && c.backoff(ctx, attempt, 0) {
+			if attempt < c.maxAttempts && isConnectError(err) && c.backoff(ctx, pipeline, attempt, 0, "connect error: "+Sanitize(err.Error())) {
 				continue
 			}
 			cancel()
@@ -333,7 +343,7 @@ func (c *Client) send(ctx context.Context, pipeline string, b *body, accept stri
 				continue
 			}
 		}
-		if attempt < c.maxAttempts && c.retryable(ctx, serr) && c.backoff(ctx, attempt, serr.RetryAfter) {
+		if attempt < c.maxAttempts && c.retryable(ctx, serr) && c.backoff(ctx, pipeline, attempt, serr.RetryAfter, statusText(serr.StatusCode)) {
 			continue
 		}
 		cancel()
@@ -394,7 +404,8 @@ func fitsDeadline(ctx context.Context, wait time.Duration) bool {
 
 // backoff sleeps before the next attempt: at least retryAfter, else jittered exponential
 // from 100 ms. It returns false if the context ends first.
-func (c *Client) backoff(ctx context.Context, attempt int, retryAfter time.Duration) bool {
+// Each retry is logged with what failed; the call's own log line has the total.
+func (c *Client) backoff(ctx context.Context, pipeline string, attempt int, retryAfter time.Duration, outcome string) bool {
 	d := retryAfter
 	if d <= 0 {
 		base := 100 * time.Millisecond << (attempt - 1)
@@ -404,6 +415,14 @@ func (c *Client) backoff(ctx context.Context, attempt int, retryAfter time.Durat
 	if !fitsDeadline(ctx, d) {
 		return false
 	}
+	requestID := ""
+	if ci := CallInfoFrom(ctx); ci != nil {
+		requestID = ci.RequestID
+	}
+	c.log.LogAttrs(ctx, slog.LevelInfo, "upstream attempt failed; retrying",
+		slog.String("requestId", requestID), slog.String("pipeline", pipeline),
+		slog.Int("attempt", attempt), slog.String("outcome", outcome),
+		slog.Duration("backoff", d))
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {

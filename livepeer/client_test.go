@@ -2,11 +2,14 @@ package livepeer
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -768,3 +771,43 @@ func TestClientOverTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestClientLogsEachRetriedAttempt: a retried attempt gets its own log line with the
+// call's request id, the pipeline, the attempt number, what failed and the backoff.
+func TestClientLogsEachRetriedAttempt(t *testing.T) {
+	sim := newSim(t, livepeertest.Config{})
+	var buf strings.Builder
+	var mu sync.Mutex
+	log := slog.New(slog.NewJSONHandler(writerFunc(func(p []byte) (int, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		return buf.Write(p)
+	}), nil))
+	c := newTestClient(t, sim.URL(), func(cfg *Config) { cfg.Logger = log })
+	sim.Script(PipelineTextToImage, livepeertest.Step{Status: 503, Body: livepeertest.GatewayError("Service Unavailable Error")})
+	ci := &CallInfo{RequestID: "req-42"}
+	if _, err := c.TextToImage(WithCallInfo(context.Background(), ci), t2i()); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	mu.Unlock()
+	if len(lines) != 1 {
+		t.Fatalf("want one log line for the one retry, got %d: %q", len(lines), lines)
+	}
+	var rec map[string]any
+	if err := json.Unmarshal([]byte(lines[0]), &rec); err != nil {
+		t.Fatal(err)
+	}
+	if rec["msg"] != "upstream attempt failed; retrying" || rec["requestId"] != "req-42" || rec["pipeline"] != "text-to-image" ||
+		rec["attempt"] != float64(1) || rec["outcome"] != "503 Service Unavailable" {
+		t.Errorf("log line = %v", rec)
+	}
+	if ci.Attempts != 2 {
+		t.Errorf("attempts = %d, want 2", ci.Attempts)
+	}
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }

@@ -315,7 +315,8 @@ var upstreamCases = []upstreamCase{
 			{Status: 502, Body: livepeertest.GatewayError("bad gateway")},
 		},
 		code: codes.Unavailable, reason: "UPSTREAM_UNAVAILABLE", hits: 2,
-		meta: map[string]string{"upstreamStatus": "502", "upstreamMessage": "bad gateway"}, check: requireNoRetryInfo,
+		// The gateway kept failing without a Retry-After: genservice suggests its own delay.
+		meta: map[string]string{"upstreamStatus": "502", "upstreamMessage": "bad gateway"}, check: requireRetryInfo(time.Second, time.Second),
 	},
 	{
 		name: "503 twice with Retry-After", pipeline: livepeer.PipelineTextToImage,

@@ -80,6 +80,7 @@ func validRequestID(s string) bool {
 // from the verified client certificate, and the upstream CallInfo.
 func (s *Server) begin(ctx context.Context) (context.Context, *call) {
 	c := &call{requestID: requestID(ctx)}
+	c.upstream.RequestID = c.requestID
 	var p Principal
 	var ok bool
 	if s.mesh != MeshNone {

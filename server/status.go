@@ -200,7 +200,8 @@ func (e Errors) Upstream(err error, requestID string) error {
 				fmt.Sprintf("the gateway did not finish %s within genservice's timeout for it; set a longer deadline or retry later", te.Pipeline), meta)
 		}
 		return e.New(codes.Unavailable, generationv1.ErrorReason_ERROR_REASON_UPSTREAM_UNREACHABLE,
-			"genservice could not reach the Livepeer gateway; retry later", meta)
+			"genservice could not reach the Livepeer gateway; retry later", meta,
+			&errdetails.RetryInfo{RetryDelay: durationpb.New(defaultRetryDelay)})
 	case errors.As(err, &bre):
 		return e.New(codes.Internal, generationv1.ErrorReason_ERROR_REASON_UPSTREAM_BAD_RESPONSE,
 			"the gateway answered "+bre.Pipeline+" with an unusable response: "+bre.Reason,
@@ -289,13 +290,13 @@ func (e Errors) upstreamStatus(se *livepeer.StatusError) error {
 			"the configured gateway does not serve the "+se.Pipeline+" pipeline (HTTP 404); Livepeer Studio has no image-to-text or text-to-speech", meta)
 	case code == http.StatusTooManyRequests:
 		return e.New(codes.ResourceExhausted, generationv1.ErrorReason_ERROR_REASON_UPSTREAM_RATE_LIMITED,
-			"the gateway rate-limited genservice's API key (HTTP 429"+said+"); retry after the delay in RetryInfo", meta, retryInfo(se)...)
+			"the gateway rate-limited genservice's API key (HTTP 429"+said+"); retry after the delay in RetryInfo", meta, retryInfo(se, 0)...)
 	case code == http.StatusBadGateway || code == http.StatusServiceUnavailable:
 		return e.New(codes.Unavailable, generationv1.ErrorReason_ERROR_REASON_UPSTREAM_UNAVAILABLE,
-			"the gateway is temporarily unavailable (HTTP "+strconv.Itoa(code)+said+"); retry later", meta, retryInfo(se)...)
+			"the gateway is temporarily unavailable (HTTP "+strconv.Itoa(code)+said+"); retry later", meta, retryInfo(se, defaultRetryDelay)...)
 	case code == http.StatusGatewayTimeout || code == http.StatusRequestTimeout:
 		return e.New(codes.Unavailable, generationv1.ErrorReason_ERROR_REASON_UPSTREAM_TIMEOUT,
-			"the gateway timed out (HTTP "+strconv.Itoa(code)+said+"); retry later", meta, retryInfo(se)...)
+			"the gateway timed out (HTTP "+strconv.Itoa(code)+said+"); retry later", meta, retryInfo(se, defaultRetryDelay)...)
 	case code >= 500:
 		return e.New(codes.Internal, generationv1.ErrorReason_ERROR_REASON_UPSTREAM_INTERNAL_ERROR,
 			"the gateway failed (HTTP "+strconv.Itoa(code)+said+"); genservice does not retry this because the generation may already have run", meta)
@@ -314,9 +315,19 @@ func upstreamField(f string) string {
 	return f
 }
 
-func retryInfo(se *livepeer.StatusError) []protoadapt.MessageV1 {
-	if !se.HasRetryAfter {
+// defaultRetryDelay is the RetryInfo genservice adds when the gateway kept failing
+// (its own retries are spent) without saying when to come back.
+const defaultRetryDelay = time.Second
+
+// retryInfo is the gateway's Retry-After as RetryInfo, or fallback when it sent none
+// (no detail when fallback is 0).
+func retryInfo(se *livepeer.StatusError, fallback time.Duration) []protoadapt.MessageV1 {
+	d := fallback
+	if se.HasRetryAfter {
+		d = max(se.RetryAfter, 0)
+	}
+	if !se.HasRetryAfter && fallback == 0 {
 		return nil
 	}
-	return []protoadapt.MessageV1{&errdetails.RetryInfo{RetryDelay: durationpb.New(max(se.RetryAfter, 0*time.Second))}}
+	return []protoadapt.MessageV1{&errdetails.RetryInfo{RetryDelay: durationpb.New(d)}}
 }

@@ -84,6 +84,7 @@ func serve(ctx context.Context, c *serveConfig, log *slog.Logger, ready func(lis
 		Observer:       m,
 		Timeouts:       c.Timeouts,
 		WrapTransport:  tr.Transport,
+		Logger:         log,
 	})
 	if err != nil {
 		return fmt.Errorf("--gateway-url: %v", err)
