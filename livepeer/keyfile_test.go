@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"genservice/internal/secretdir"
 	"log/slog"
 	"net/http"
 	"os"
@@ -286,46 +287,19 @@ func TestFileKeyInvalidContentKeepsKey(t *testing.T) {
 	})
 }
 
-// kfSecretDir is a Kubernetes Secret volume: dir/api-key -> ..data/api-key, with ..data
-// swapped atomically on update.
-type kfSecretDir struct {
-	dir string
-	gen int
+// kfNewSecret is a Kubernetes Secret volume holding key as api-key.
+func kfNewSecret(t testing.TB, key string) *secretdir.Dir {
+	return secretdir.New(t, t.TempDir(), map[string][]byte{"api-key": []byte(key)})
 }
 
-func kfNewSecret(t testing.TB, key string) *kfSecretDir {
-	t.Helper()
-	s := &kfSecretDir{dir: t.TempDir()}
-	s.update(t, key)
-	if err := os.Symlink("..data/api-key", filepath.Join(s.dir, "api-key")); err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
-
-func (s *kfSecretDir) update(t testing.TB, key string) {
-	t.Helper()
-	s.gen++
-	gen := fmt.Sprintf("..2026_01_%02d", s.gen)
-	if err := os.Mkdir(filepath.Join(s.dir, gen), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(s.dir, gen, "api-key"), []byte(key), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	tmp := filepath.Join(s.dir, "..data_tmp")
-	if err := os.Symlink(gen, tmp); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(tmp, filepath.Join(s.dir, "..data")); err != nil {
-		t.Fatal(err)
-	}
+func kfUpdate(t testing.TB, sec *secretdir.Dir, key string) {
+	sec.Update(t, map[string][]byte{"api-key": []byte(key)})
 }
 
 func TestFileKeyWatchKubernetesSecret(t *testing.T) {
 	sec := kfNewSecret(t, kfKeyA)
 	reloads := make(chan error, 10)
-	fk, err := livepeer.NewFileKey(livepeer.FileKeyConfig{Path: filepath.Join(sec.dir, "api-key"), Logger: slog.New(slog.DiscardHandler),
+	fk, err := livepeer.NewFileKey(livepeer.FileKeyConfig{Path: sec.Path("api-key"), Logger: slog.New(slog.DiscardHandler),
 		OnReload: func(err error) { reloads <- err }})
 	if err != nil {
 		t.Fatal(err)
@@ -343,7 +317,7 @@ func TestFileKeyWatchKubernetesSecret(t *testing.T) {
 	for i := 0; ; i++ {
 		key := fmt.Sprintf("%s-gen%d", kfKeyB, i)
 		want = kfFingerprint(t, key)
-		sec.update(t, key)
+		kfUpdate(t, sec, key)
 		select {
 		case err := <-reloads:
 			if err != nil {
@@ -360,7 +334,7 @@ func TestFileKeyWatchKubernetesSecret(t *testing.T) {
 	}
 	// A bad swap is reported and keeps B.
 	drainErrs(reloads)
-	sec.update(t, "Bearer "+kfKeyA)
+	kfUpdate(t, sec, "Bearer "+kfKeyA)
 	select {
 	case err := <-reloads:
 		if !errors.Is(err, livepeer.ErrKeyBearer) {
@@ -391,11 +365,11 @@ func drainErrs(c chan error) {
 // stayed A indefinitely — checked for 12.5 s, past the 10 s poll.)
 func TestFileKeyWatchCatchesRotationBeforeStart(t *testing.T) {
 	sec := kfNewSecret(t, kfKeyA)
-	fk, err := livepeer.NewFileKey(livepeer.FileKeyConfig{Path: filepath.Join(sec.dir, "api-key"), Logger: slog.New(slog.DiscardHandler)})
+	fk, err := livepeer.NewFileKey(livepeer.FileKeyConfig{Path: sec.Path("api-key"), Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	sec.update(t, kfKeyB) // between NewFileKey and Watch
+	kfUpdate(t, sec, kfKeyB) // between NewFileKey and Watch
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { fk.Watch(ctx); close(done) }()

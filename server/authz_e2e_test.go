@@ -5,6 +5,7 @@ package server_test
 
 import (
 	"context"
+	"genservice/internal/secretdir"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -49,7 +50,7 @@ const rotPolicy = `rules:
 // rotPolicyEnv is a server with a policy file in a ConfigMap-like directory.
 type rotPolicyEnv struct {
 	*rotEnv
-	policy  *rotSecret
+	policy  *secretdir.Dir
 	enf     *authz.Enforcer
 	reloads chan error
 }
@@ -57,11 +58,11 @@ type rotPolicyEnv struct {
 func rotStartWithPolicy(t *testing.T, policy string, edit func(*server.Config)) *rotPolicyEnv {
 	t.Helper()
 	pe := &rotPolicyEnv{reloads: make(chan error, 100)}
-	pe.policy = rotNewSecret(t, filepath.Join(t.TempDir(), "policy"), map[string][]byte{"policy.yaml": []byte(policy)})
+	pe.policy = secretdir.New(t, filepath.Join(t.TempDir(), "policy"), map[string][]byte{"policy.yaml": []byte(policy)})
 	logs := &rotLogBuf{}
 	var err error
 	pe.enf, err = authz.New(authz.Config{
-		Path: pe.policy.path("policy.yaml"), KnownMethods: server.MethodNames(), Logger: logs.logger(),
+		Path: pe.policy.Path("policy.yaml"), KnownMethods: server.MethodNames(), Logger: logs.logger(),
 		OnReload: func(err error) { pe.reloads <- err },
 	})
 	if err != nil {
@@ -303,7 +304,7 @@ func TestAuthzE2EReload(t *testing.T) {
 	// 1. Rewrite the file and reload explicitly: the intruder is now allowed and the
 	// frontend is not.
 	allowIntruder := "rules:\n  - principals: [\"" + rotIntruder + "\"]\n    methods: [TextToImage]\n"
-	env.policy.update(t, map[string][]byte{"policy.yaml": []byte(allowIntruder)})
+	env.policy.Update(t, map[string][]byte{"policy.yaml": []byte(allowIntruder)})
 	if err := env.enf.Reload(); err != nil {
 		t.Fatalf("Reload: %v", err)
 	}
@@ -314,7 +315,7 @@ func TestAuthzE2EReload(t *testing.T) {
 
 	// 2. A broken rewrite: Reload fails with the line, the policy in force stays.
 	broken := "rules:\n  - principals: [\"" + rotFrontend + "\"]\n    methods: [TextToImage]\n    max_inflight: 1\n"
-	env.policy.update(t, map[string][]byte{"policy.yaml": []byte(broken)})
+	env.policy.Update(t, map[string][]byte{"policy.yaml": []byte(broken)})
 	err := env.enf.Reload()
 	if err == nil || !strings.Contains(err.Error(), "line 4") || !strings.Contains(err.Error(), "max_inflight") {
 		t.Errorf("Reload of a broken file: %v", err)
@@ -349,7 +350,7 @@ func TestAuthzE2EReload(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("the watch did not check the file when it started")
 	}
-	env.policy.update(t, map[string][]byte{"policy.yaml": []byte(rotPolicy)})
+	env.policy.Update(t, map[string][]byte{"policy.yaml": []byte(rotPolicy)})
 	select {
 	case err := <-env.reloads:
 		if err != nil {
@@ -364,7 +365,7 @@ func TestAuthzE2EReload(t *testing.T) {
 	rotStatus(t, rotT2I(ctx, intruder), codes.PermissionDenied, "CALLER_NOT_AUTHORIZED")
 
 	// 4. A broken ConfigMap update through the watch keeps the policy.
-	env.policy.update(t, map[string][]byte{"policy.yaml": []byte("rules:\n  - principals: [\"a/*/b\"]\n    methods: [LLM]\n")})
+	env.policy.Update(t, map[string][]byte{"policy.yaml": []byte("rules:\n  - principals: [\"a/*/b\"]\n    methods: [LLM]\n")})
 	select {
 	case err := <-env.reloads:
 		if err == nil || !strings.Contains(err.Error(), "line 2") {

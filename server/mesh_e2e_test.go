@@ -6,6 +6,7 @@ package server_test
 
 import (
 	"context"
+	"genservice/internal/secretdir"
 	"log/slog"
 	"path/filepath"
 	"strings"
@@ -54,9 +55,9 @@ func rotStartMesh(t *testing.T, mesh string) *rotMeshEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	policy := rotNewSecret(t, filepath.Join(t.TempDir(), "policy"), map[string][]byte{"policy.yaml": []byte(
+	policy := secretdir.New(t, filepath.Join(t.TempDir(), "policy"), map[string][]byte{"policy.yaml": []byte(
 		"rules:\n  - principals: [\"" + rotMeshFrontend + "\", \"" + rotLinkerdID + "\"]\n    methods: [TextToImage]\n")})
-	enf, err := authz.New(authz.Config{Path: policy.path("policy.yaml"), KnownMethods: server.MethodNames(), Logger: slog.New(slog.DiscardHandler)})
+	enf, err := authz.New(authz.Config{Path: policy.Path("policy.yaml"), KnownMethods: server.MethodNames(), Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}

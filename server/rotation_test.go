@@ -17,7 +17,6 @@ import (
 	"log/slog"
 	"math/big"
 	"net"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -34,6 +33,7 @@ import (
 
 	generationv1 "genservice/gen/livepeer/generation/v1"
 	"genservice/internal/certgen"
+	"genservice/internal/secretdir"
 	"genservice/livepeer"
 	"genservice/livepeer/livepeertest"
 	"genservice/server"
@@ -97,60 +97,6 @@ func (l *rotLogBuf) rotCallLine(t testing.TB, requestID string) map[string]any {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-}
-
-// rotSecret is a directory laid out like a Kubernetes Secret volume:
-// dir/..<timestamp>/<file>, dir/..data -> ..<timestamp>, dir/<file> -> ..data/<file>.
-// update swaps ..data atomically (symlink ..data_tmp, rename over ..data) and removes
-// the previous generation, as the kubelet does.
-type rotSecret struct {
-	dir string
-	gen int
-	cur string
-}
-
-func rotNewSecret(t testing.TB, dir string, files map[string][]byte) *rotSecret {
-	t.Helper()
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	s := &rotSecret{dir: dir}
-	s.update(t, files)
-	for name := range files {
-		if err := os.Symlink(filepath.Join("..data", name), filepath.Join(dir, name)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return s
-}
-
-func (s *rotSecret) path(name string) string { return filepath.Join(s.dir, name) }
-
-func (s *rotSecret) update(t testing.TB, files map[string][]byte) {
-	t.Helper()
-	s.gen++
-	gen := fmt.Sprintf("..2026_01_%02d_12_00_00.%09d", s.gen, s.gen)
-	if err := os.Mkdir(filepath.Join(s.dir, gen), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	for name, data := range files {
-		if err := os.WriteFile(filepath.Join(s.dir, gen, name), data, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	tmp := filepath.Join(s.dir, "..data_tmp")
-	if err := os.Symlink(gen, tmp); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(tmp, filepath.Join(s.dir, "..data")); err != nil {
-		t.Fatal(err)
-	}
-	if s.cur != "" {
-		if err := os.RemoveAll(filepath.Join(s.dir, s.cur)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	s.cur = gen
 }
 
 func rotCA(t testing.TB, name string) *certgen.CA {
@@ -451,9 +397,9 @@ func TestRotationUnderLoad(t *testing.T) {
 		t.Fatal("A1 and A2 have the same serial")
 	}
 
-	tlsSec := rotNewSecret(t, filepath.Join(root, "tls"), map[string][]byte{"tls.crt": a1.CertPEM, "tls.key": a1.KeyPEM})
-	caSec := rotNewSecret(t, filepath.Join(root, "client-ca"), map[string][]byte{"ca.crt": ca1.CertPEM})
-	keySec := rotNewSecret(t, filepath.Join(root, "api-key"), map[string][]byte{"api-key": []byte(k1 + "\n")})
+	tlsSec := secretdir.New(t, filepath.Join(root, "tls"), map[string][]byte{"tls.crt": a1.CertPEM, "tls.key": a1.KeyPEM})
+	caSec := secretdir.New(t, filepath.Join(root, "client-ca"), map[string][]byte{"ca.crt": ca1.CertPEM})
+	keySec := secretdir.New(t, filepath.Join(root, "api-key"), map[string][]byte{"api-key": []byte(k1 + "\n")})
 
 	sim, err := livepeertest.New(livepeertest.Config{APIKey: k1})
 	if err != nil {
@@ -468,7 +414,7 @@ func TestRotationUnderLoad(t *testing.T) {
 	logs := &rotLogBuf{}
 	log := logs.logger()
 	keyReloads := make(chan error, 100)
-	fk, err := livepeer.NewFileKey(livepeer.FileKeyConfig{Path: keySec.path("api-key"), Logger: log, OnReload: func(err error) { keyReloads <- err }})
+	fk, err := livepeer.NewFileKey(livepeer.FileKeyConfig{Path: keySec.Path("api-key"), Logger: log, OnReload: func(err error) { keyReloads <- err }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -479,7 +425,7 @@ func TestRotationUnderLoad(t *testing.T) {
 	}
 	tlsReloads := make(chan error, 100)
 	srv, err := server.New(server.Config{
-		TLS:              server.TLSFiles{CertFile: tlsSec.path("tls.crt"), KeyFile: tlsSec.path("tls.key"), ClientCAFile: caSec.path("ca.crt")},
+		TLS:              server.TLSFiles{CertFile: tlsSec.Path("tls.crt"), KeyFile: tlsSec.Path("tls.key"), ClientCAFile: caSec.Path("ca.crt")},
 		Upstream:         up,
 		Logger:           log,
 		MaxConnectionAge: time.Second,
@@ -529,7 +475,7 @@ func TestRotationUnderLoad(t *testing.T) {
 	caller.progress(t, 15)
 
 	// (a) Server certificate A1 -> A2 (same CA-S, new serial).
-	tlsSec.update(t, map[string][]byte{"tls.crt": a2.CertPEM, "tls.key": a2.KeyPEM})
+	tlsSec.Update(t, map[string][]byte{"tls.crt": a2.CertPEM, "tls.key": a2.KeyPEM})
 	rotWaitReload(t, tlsReloads, "the server certificate swap")
 	if got := rotServingSerial(t, addr, caS.Pool(), c1.TLS); got.Cmp(a2.Cert.SerialNumber) != 0 {
 		t.Fatalf("fresh connection got serial %x, want A2 %x", got, a2.Cert.SerialNumber)
@@ -539,7 +485,7 @@ func TestRotationUnderLoad(t *testing.T) {
 
 	// (b) Client CA: CA1 -> CA1+CA2 (overlap) -> client switches to a CA2 certificate
 	// -> CA1 dropped.
-	caSec.update(t, map[string][]byte{"ca.crt": append(bytes.Clone(ca1.CertPEM), ca2.CertPEM...)})
+	caSec.Update(t, map[string][]byte{"ca.crt": append(bytes.Clone(ca1.CertPEM), ca2.CertPEM...)})
 	rotWaitReload(t, tlsReloads, "the CA1+CA2 bundle")
 	t.Logf("%v: (b1) client CA bundle CA1+CA2", at())
 	caller.progress(t, 15)
@@ -548,7 +494,7 @@ func TestRotationUnderLoad(t *testing.T) {
 	rotWait(t, 5*time.Second, "a handshake with the CA2 certificate", func() bool { return handshakesC2.Load() > 0 })
 	t.Logf("%v: (b2) client reconnected with its CA2 certificate", at())
 	caller.progress(t, 15)
-	caSec.update(t, map[string][]byte{"ca.crt": ca2.CertPEM})
+	caSec.Update(t, map[string][]byte{"ca.crt": ca2.CertPEM})
 	rotWaitReload(t, tlsReloads, "dropping CA1")
 	t.Logf("%v: (b3) client CA bundle CA2 only", at())
 	caller.progress(t, 15)
@@ -558,7 +504,7 @@ func TestRotationUnderLoad(t *testing.T) {
 	// the file and retry with K2.
 	hitsBefore := sim.Hits(livepeer.PipelineTextToImage)
 	callsBefore := caller.calls.Load()
-	keySec.update(t, map[string][]byte{"api-key": []byte(k2 + "\n")})
+	keySec.Update(t, map[string][]byte{"api-key": []byte(k2 + "\n")})
 	sim.SetAPIKey(k2)
 	fpK2 := func() string { k, _ := livepeer.ParseKey(k2); return k.Fingerprint() }()
 	rotWait(t, 5*time.Second, "the FileKey to hold K2", func() bool { return fk.Key().Fingerprint() == fpK2 })
@@ -660,8 +606,8 @@ func TestRotationClientCAResumption(t *testing.T) {
 	caS, ca1, ca2 := rotCA(t, "server CA"), rotCA(t, "client CA 1"), rotCA(t, "client CA 2")
 	a1 := rotServerLeaf(t, caS)
 	c1 := rotClientLeaf(t, ca1, principal)
-	tlsSec := rotNewSecret(t, filepath.Join(root, "tls"), map[string][]byte{"tls.crt": a1.CertPEM, "tls.key": a1.KeyPEM})
-	caSec := rotNewSecret(t, filepath.Join(root, "client-ca"), map[string][]byte{"ca.crt": ca1.CertPEM})
+	tlsSec := secretdir.New(t, filepath.Join(root, "tls"), map[string][]byte{"tls.crt": a1.CertPEM, "tls.key": a1.KeyPEM})
+	caSec := secretdir.New(t, filepath.Join(root, "client-ca"), map[string][]byte{"ca.crt": ca1.CertPEM})
 	sim, err := livepeertest.New(livepeertest.Config{APIKey: rotKey})
 	if err != nil {
 		t.Fatal(err)
@@ -673,7 +619,7 @@ func TestRotationClientCAResumption(t *testing.T) {
 		t.Fatal(err)
 	}
 	srv, err := server.New(server.Config{
-		TLS:      server.TLSFiles{CertFile: tlsSec.path("tls.crt"), KeyFile: tlsSec.path("tls.key"), ClientCAFile: caSec.path("ca.crt")},
+		TLS:      server.TLSFiles{CertFile: tlsSec.Path("tls.crt"), KeyFile: tlsSec.Path("tls.key"), ClientCAFile: caSec.Path("ca.crt")},
 		Upstream: up, Logger: slog.New(slog.DiscardHandler),
 	})
 	if err != nil {
@@ -701,7 +647,7 @@ func TestRotationClientCAResumption(t *testing.T) {
 	}
 	_ = conn2.Close()
 
-	caSec.update(t, map[string][]byte{"ca.crt": ca2.CertPEM})
+	caSec.Update(t, map[string][]byte{"ca.crt": ca2.CertPEM})
 	if err := srv.ReloadTLS(); err != nil {
 		t.Fatal(err)
 	}
@@ -726,8 +672,8 @@ func TestRotationOnTLSReloadAfterSwap(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tlsSec := rotNewSecret(t, filepath.Join(root, "tls"), map[string][]byte{"tls.crt": a1.CertPEM, "tls.key": a1.KeyPEM})
-	caSec := rotNewSecret(t, filepath.Join(root, "client-ca"), map[string][]byte{"ca.crt": ca1.CertPEM})
+	tlsSec := secretdir.New(t, filepath.Join(root, "tls"), map[string][]byte{"tls.crt": a1.CertPEM, "tls.key": a1.KeyPEM})
+	caSec := secretdir.New(t, filepath.Join(root, "client-ca"), map[string][]byte{"ca.crt": ca1.CertPEM})
 	k, _ := livepeer.ParseKey(rotKey)
 	up, err := livepeer.New(livepeer.Config{GatewayURL: "http://127.0.0.1:1", Keys: livepeer.StaticKey(k)})
 	if err != nil {
@@ -736,7 +682,7 @@ func TestRotationOnTLSReloadAfterSwap(t *testing.T) {
 	var srv *server.Server
 	var seen time.Time
 	srv, err = server.New(server.Config{
-		TLS:      server.TLSFiles{CertFile: tlsSec.path("tls.crt"), KeyFile: tlsSec.path("tls.key"), ClientCAFile: caSec.path("ca.crt")},
+		TLS:      server.TLSFiles{CertFile: tlsSec.Path("tls.crt"), KeyFile: tlsSec.Path("tls.key"), ClientCAFile: caSec.Path("ca.crt")},
 		Upstream: up, Logger: slog.New(slog.DiscardHandler),
 		OnTLSReload: func(err error) {
 			if err == nil {
@@ -747,7 +693,7 @@ func TestRotationOnTLSReloadAfterSwap(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tlsSec.update(t, map[string][]byte{"tls.crt": a2.CertPEM, "tls.key": a2.KeyPEM})
+	tlsSec.Update(t, map[string][]byte{"tls.crt": a2.CertPEM, "tls.key": a2.KeyPEM})
 	if err := srv.ReloadTLS(); err != nil {
 		t.Fatal(err)
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"genservice/internal/secretdir"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -16,63 +17,17 @@ import (
 	"genservice/watch"
 )
 
-// secretDir is a directory laid out the way the kubelet mounts a Secret or ConfigMap:
-//
-//	dir/..2026_01_01/tls.crt      the data of one generation
-//	dir/..data -> ..2026_01_01    the current generation
-//	dir/tls.crt -> ..data/tls.crt what the application opens
-//
-// An update writes a new generation, points a temporary symlink at it, renames that
-// over ..data (atomic) and removes the old generation, as the kubelet's AtomicWriter
-// does.
-type secretDir struct {
-	dir string
-	gen int
-	cur string
+// newSecretDir is secretdir.New with string contents.
+func newSecretDir(t testing.TB, dir string, files map[string]string) *secretdir.Dir {
+	return secretdir.New(t, dir, bytesOf(files))
 }
 
-func newSecretDir(t testing.TB, dir string, files map[string]string) *secretDir {
-	t.Helper()
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
+func bytesOf(files map[string]string) map[string][]byte {
+	out := make(map[string][]byte, len(files))
+	for k, v := range files {
+		out[k] = []byte(v)
 	}
-	s := &secretDir{dir: dir}
-	s.update(t, files)
-	for name := range files {
-		if err := os.Symlink(filepath.Join("..data", name), filepath.Join(dir, name)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return s
-}
-
-func (s *secretDir) path(name string) string { return filepath.Join(s.dir, name) }
-
-func (s *secretDir) update(t testing.TB, files map[string]string) {
-	t.Helper()
-	s.gen++
-	gen := fmt.Sprintf("..2026_01_%02d_00_00_00.%d", s.gen, s.gen)
-	if err := os.Mkdir(filepath.Join(s.dir, gen), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	for name, data := range files {
-		if err := os.WriteFile(filepath.Join(s.dir, gen, name), []byte(data), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	tmp := filepath.Join(s.dir, "..data_tmp")
-	if err := os.Symlink(gen, tmp); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Rename(tmp, filepath.Join(s.dir, "..data")); err != nil {
-		t.Fatal(err)
-	}
-	if s.cur != "" {
-		if err := os.RemoveAll(filepath.Join(s.dir, s.cur)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	s.cur = gen
+	return out
 }
 
 // watcher runs watch.Run and reports each OnChange with the watched file's contents at
@@ -165,10 +120,10 @@ func TestRunKubernetesSymlinkSwap(t *testing.T) {
 	root := t.TempDir()
 	sec := newSecretDir(t, root, map[string]string{"tls.crt": "cert generation 1", "tls.key": "key generation 1"})
 	w := startWatch(t, watch.Config{
-		Paths:        []string{sec.path("tls.crt"), sec.path("tls.key")},
+		Paths:        []string{sec.Path("tls.crt"), sec.Path("tls.key")},
 		PollInterval: time.Hour, // fsnotify only
 		Debounce:     50 * time.Millisecond,
-	}, sec.path("tls.crt"))
+	}, sec.Path("tls.crt"))
 	if got := w.started(t); got != "cert generation 1" {
 		t.Fatalf("start-up OnChange saw %q", got)
 	}
@@ -176,7 +131,7 @@ func TestRunKubernetesSymlinkSwap(t *testing.T) {
 	for gen := 2; gen <= 4; gen++ {
 		want := fmt.Sprintf("cert generation %d", gen)
 		start := time.Now()
-		sec.update(t, map[string]string{"tls.crt": want, "tls.key": fmt.Sprintf("key generation %d", gen)})
+		sec.Update(t, bytesOf(map[string]string{"tls.crt": want, "tls.key": fmt.Sprintf("key generation %d", gen)}))
 		got := w.next(t, time.Second, "a ..data swap")
 		if got != want {
 			t.Fatalf("OnChange saw %q, want %q", got, want)
@@ -191,23 +146,23 @@ func TestRunNoCallbackWithoutContentChange(t *testing.T) {
 	root := t.TempDir()
 	sec := newSecretDir(t, root, map[string]string{"ca.crt": "bundle 1"})
 	w := startWatch(t, watch.Config{
-		Paths:        []string{sec.path("ca.crt")},
+		Paths:        []string{sec.Path("ca.crt")},
 		PollInterval: 50 * time.Millisecond, // polling runs too: it must not report either
 		Debounce:     20 * time.Millisecond,
-	}, sec.path("ca.crt"))
+	}, sec.Path("ca.crt"))
 	w.started(t)
 
 	// touch: new mtime, same bytes.
 	future := time.Now().Add(time.Hour)
-	if err := os.Chtimes(sec.path("ca.crt"), future, future); err != nil {
+	if err := os.Chtimes(sec.Path("ca.crt"), future, future); err != nil {
 		t.Fatal(err)
 	}
-	// A rewrite in place with the same bytes.
-	if err := os.WriteFile(filepath.Join(root, sec.cur, "ca.crt"), []byte("bundle 1"), 0o644); err != nil {
+	// A rewrite in place with the same bytes (through the symlinks: the current generation).
+	if err := os.WriteFile(sec.Path("ca.crt"), []byte("bundle 1"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	// A ..data swap to an identical generation (a resync of an unchanged Secret).
-	sec.update(t, map[string]string{"ca.crt": "bundle 1"})
+	sec.Update(t, bytesOf(map[string]string{"ca.crt": "bundle 1"}))
 	// An unrelated file appearing in the directory.
 	if err := os.WriteFile(filepath.Join(root, "unrelated"), []byte("x"), 0o644); err != nil {
 		t.Fatal(err)
@@ -215,7 +170,7 @@ func TestRunNoCallbackWithoutContentChange(t *testing.T) {
 	w.none(t, 400*time.Millisecond, "touch, same-content rewrite, identical swap and an unrelated file")
 
 	// A real change after all that is reported once.
-	sec.update(t, map[string]string{"ca.crt": "bundle 2"})
+	sec.Update(t, bytesOf(map[string]string{"ca.crt": "bundle 2"}))
 	if got := w.next(t, time.Second, "a real change"); got != "bundle 2" {
 		t.Fatalf("OnChange saw %q", got)
 	}
@@ -345,8 +300,8 @@ func TestRunCatchesUpAtStart(t *testing.T) {
 	root := t.TempDir()
 	sec := newSecretDir(t, root, map[string]string{"api-key": "key A"})
 	loaded := "key A"
-	sec.update(t, map[string]string{"api-key": "key B"}) // before Run
-	w := startWatch(t, watch.Config{Paths: []string{sec.path("api-key")}, PollInterval: 50 * time.Millisecond, Debounce: 20 * time.Millisecond}, sec.path("api-key"))
+	sec.Update(t, bytesOf(map[string]string{"api-key": "key B"})) // before Run
+	w := startWatch(t, watch.Config{Paths: []string{sec.Path("api-key")}, PollInterval: 50 * time.Millisecond, Debounce: 20 * time.Millisecond}, sec.Path("api-key"))
 	if got := w.started(t); got != "key B" || got == loaded {
 		t.Fatalf("start-up OnChange saw %q, want key B", got)
 	}
