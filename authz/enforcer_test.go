@@ -1,11 +1,9 @@
 package authz
 
 import (
-	"bufio"
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
+	"genservice/internal/logbuf"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -17,34 +15,7 @@ import (
 )
 
 // lockedBuffer is a goroutine-safe slog sink.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-// records decodes the JSON log lines written so far.
-func (l *lockedBuffer) records(t testing.TB) []map[string]any {
-	t.Helper()
-	l.mu.Lock()
-	data := bytes.Clone(l.b.Bytes())
-	l.mu.Unlock()
-	var out []map[string]any
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	for sc.Scan() {
-		var m map[string]any
-		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
-			t.Fatalf("log line is not JSON: %v: %s", err, sc.Text())
-		}
-		out = append(out, m)
-	}
-	return out
-}
+type lockedBuffer = logbuf.Buffer
 
 type enforcerEnv struct {
 	path    string
@@ -333,7 +304,7 @@ func TestEnforcerReloadBadFileKeepsPolicy(t *testing.T) {
 
 	// The log line says why, with the file and the line.
 	var found bool
-	for _, rec := range env.logs.records(t) {
+	for _, rec := range env.logs.Records(t) {
 		if rec["level"] == "ERROR" && strings.Contains(fmt.Sprint(rec["msg"]), "keeping the current policy") {
 			found = true
 			if rec["file"] != env.path {
@@ -345,7 +316,7 @@ func TestEnforcerReloadBadFileKeepsPolicy(t *testing.T) {
 		}
 	}
 	if !found {
-		t.Errorf("no ERROR log line for the rejected file; logs: %v", env.logs.records(t))
+		t.Errorf("no ERROR log line for the rejected file; logs: %v", env.logs.Records(t))
 	}
 
 	// A missing file (a ConfigMap being replaced) also keeps the policy.
@@ -372,7 +343,7 @@ func TestEnforcerReloadBadFileKeepsPolicy(t *testing.T) {
 	}
 	admitDenied(t, env.e, "a", "LLM", NotAllowed)
 	admitOK(t, env.e, "b", "LLM")()
-	recs := env.logs.records(t)
+	recs := env.logs.Records(t)
 	if last := recs[len(recs)-1]; last["msg"] != "policy reloaded" || last["level"] != "INFO" {
 		t.Errorf("last log line = %v, want INFO policy reloaded", last)
 	}

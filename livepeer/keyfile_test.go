@@ -1,10 +1,10 @@
 package livepeer_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"genservice/internal/logbuf"
 	"genservice/internal/secretdir"
 	"log/slog"
 	"net/http"
@@ -27,22 +27,7 @@ const (
 	kfKeyB = "sk-live-keyfile-BBBB-0002"
 )
 
-type kfLogBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *kfLogBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *kfLogBuf) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
+type kfLogBuf = logbuf.Buffer
 
 func kfFingerprint(t testing.TB, raw string) string {
 	t.Helper()

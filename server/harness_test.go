@@ -11,6 +11,7 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"errors"
+	"genservice/internal/logbuf"
 	"image"
 	"image/color"
 	"image/png"
@@ -45,22 +46,7 @@ const testKey = "sk-live-e2e-5b7d0c1a9f"
 const errorDomain = "genservice"
 
 // syncBuffer is a goroutine-safe log sink.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) Bytes() []byte {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return bytes.Clone(s.b.Bytes())
-}
+type syncBuffer = logbuf.Buffer
 
 // logLine is one decoded JSON log line.
 type logLine map[string]any

@@ -14,6 +14,7 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"fmt"
+	"genservice/internal/logbuf"
 	"log/slog"
 	"math/big"
 	"net"
@@ -42,22 +43,7 @@ import (
 // ---- shared helpers ----
 
 // rotLogBuf is a goroutine-safe JSON log sink.
-type rotLogBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *rotLogBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *rotLogBuf) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
+type rotLogBuf struct{ logbuf.Buffer }
 
 func (l *rotLogBuf) logger() *slog.Logger {
 	return slog.New(slog.NewJSONHandler(l, &slog.HandlerOptions{Level: slog.LevelDebug}))

@@ -1,9 +1,9 @@
 package watch_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
+	"genservice/internal/logbuf"
 	"genservice/internal/secretdir"
 	"log/slog"
 	"os"
@@ -39,22 +39,7 @@ type watcher struct {
 	logs    *syncBuf
 }
 
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+type syncBuf = logbuf.Buffer
 
 func startWatch(t *testing.T, cfg watch.Config, read string) *watcher {
 	t.Helper()
