@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"crypto/x509"
+	"errors"
 	"strings"
 
 	"google.golang.org/grpc/credentials"
@@ -45,6 +46,34 @@ func PrincipalOf(cert *x509.Certificate) (Principal, bool) {
 		return Principal{Name: cert.Subject.CommonName, Source: "cn"}, true
 	}
 	return Principal{}, false
+}
+
+// errNoIdentity means the peer presented no verified identity at all: no client
+// certificate, or in mesh mode no identity header from the sidecar.
+var errNoIdentity = errors.New("no verified caller identity")
+
+// IdentityError means the peer presented a verified certificate (or a mesh header) that
+// does not make a usable principal; Problem says why, in words for the caller.
+type IdentityError struct {
+	Problem string
+}
+
+func (e *IdentityError) Error() string { return "unusable caller identity: " + e.Problem }
+
+// identify returns the caller's principal, errNoIdentity, or an *IdentityError. It is
+// the one place both the tap (before the message is read) and the interceptors ask.
+func (s *Server) identify(ctx context.Context) (Principal, error) {
+	var p Principal
+	var ok bool
+	if s.mesh != MeshNone {
+		p, ok = meshPrincipal(ctx, s.mesh)
+	} else {
+		p, ok = peerPrincipal(ctx)
+	}
+	if !ok {
+		return Principal{}, errNoIdentity
+	}
+	return p, nil
 }
 
 // peerPrincipal returns the principal of the connection's verified client certificate.

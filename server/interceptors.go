@@ -27,7 +27,9 @@ import (
 type call struct {
 	requestID string
 	principal Principal
-	upstream  livepeer.CallInfo
+	// identityErr is why the caller has no principal (errNoIdentity or *IdentityError).
+	identityErr error
+	upstream    livepeer.CallInfo
 }
 
 type callKey struct{}
@@ -81,16 +83,11 @@ func validRequestID(s string) bool {
 func (s *Server) begin(ctx context.Context) (context.Context, *call) {
 	c := &call{requestID: requestID(ctx)}
 	c.upstream.RequestID = c.requestID
-	var p Principal
-	var ok bool
-	if s.mesh != MeshNone {
-		p, ok = meshPrincipal(ctx, s.mesh)
-	} else {
-		p, ok = peerPrincipal(ctx)
-	}
-	if ok {
+	if p, err := s.identify(ctx); err == nil {
 		c.principal = p
 		ctx = WithPrincipal(ctx, p)
+	} else {
+		c.identityErr = err
 	}
 	ctx = context.WithValue(ctx, callKey{}, c)
 	ctx = livepeer.WithCallInfo(ctx, &c.upstream)
@@ -192,10 +189,11 @@ func (s *Server) admit(ctx context.Context, method string) (release func(), err 
 	}
 	p, ok := PrincipalFrom(ctx)
 	if !ok {
-		if s.mesh != MeshNone {
-			return nil, s.errs.MeshIdentityRequired(method, s.mesh)
+		var why error = errNoIdentity
+		if c := callFrom(ctx); c != nil && c.identityErr != nil {
+			why = c.identityErr
 		}
-		return nil, s.errs.ClientCertificateRequired(method)
+		return nil, s.errs.Unidentified(why, method, s.mesh)
 	}
 	rpc, ok := strings.CutPrefix(method, generationServicePrefix)
 	if !ok {

@@ -74,6 +74,21 @@ func (e Errors) MeshIdentityRequired(method, mesh string) error {
 		map[string]string{"method": method, "mesh": mesh})
 }
 
+// Unidentified is the status for a caller without a usable identity: err is
+// errNoIdentity or an *IdentityError from identify.
+func (e Errors) Unidentified(err error, method, mesh string) error {
+	var ie *IdentityError
+	if errors.As(err, &ie) {
+		return e.New(codes.Unauthenticated, generationv1.ErrorReason_ERROR_REASON_CLIENT_CERTIFICATE_REQUIRED,
+			"the caller's identity is not usable: "+ie.Problem,
+			map[string]string{"method": method, "problem": ie.Problem})
+	}
+	if mesh != MeshNone {
+		return e.MeshIdentityRequired(method, mesh)
+	}
+	return e.ClientCertificateRequired(method)
+}
+
 // Denied is the status for a call the authorization policy refuses.
 func (e Errors) Denied(d *authz.Denial, principal, method string) error {
 	meta := map[string]string{"principal": principal, "method": method}
