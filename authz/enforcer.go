@@ -27,20 +27,30 @@ type Config struct {
 	OnReload func(err error)
 }
 
-// Enforcer applies the current policy. The policy is swapped atomically on reload; a
-// principal's rate bucket and in-flight count survive a reload that keeps its limits.
+// Enforcer applies the current policy. The policy is swapped atomically on reload. A
+// principal's in-flight count survives every reload, so new limits apply to the calls
+// already running; its rate bucket survives a reload that keeps its rate and burst.
 type Enforcer struct {
 	cfg     Config
 	policy  atomic.Pointer[Policy]
 	loaded  [32]byte   // hash of the file the current policy came from
 	mu      sync.Mutex // serialises reloads
-	buckets sync.Map   // principal -> *bucket
+	callers sync.Map   // principal -> *callerState
 }
 
-type bucket struct {
-	limitsKey string
-	limiter   *rate.Limiter // nil: no rate limit
-	inFlight  atomic.Int64
+// callerState is what the enforcer remembers of one principal across reloads.
+type callerState struct {
+	// inFlight counts the principal's admitted calls that have not ended, whatever the
+	// limits were when they were admitted.
+	inFlight atomic.Int64
+	bucket   atomic.Pointer[rateBucket]
+}
+
+// rateBucket is a token bucket for one rate and burst.
+type rateBucket struct {
+	rate    float64
+	burst   int
+	limiter *rate.Limiter
 }
 
 // New loads the policy file; it fails if the first load does.
@@ -127,59 +137,47 @@ func (e *Enforcer) Admit(principal, method string) (release func(), d *Denial) {
 	if !ok {
 		return nil, &Denial{Kind: NotAllowed}
 	}
-	if limits.Rate == 0 && limits.MaxInFlight == 0 {
-		return noop, nil
+	// Every admitted call is counted, limited or not, so that a reload which adds or
+	// lowers max_in_flight sees the calls already running.
+	c := e.caller(principal)
+	if n := c.inFlight.Add(1); limits.MaxInFlight > 0 && n > int64(limits.MaxInFlight) {
+		c.inFlight.Add(-1)
+		return nil, &Denial{Kind: TooManyInFlight, RetryAfter: time.Second, Limits: limits}
 	}
-	b := e.bucket(principal, limits)
-	if limits.MaxInFlight > 0 {
-		if b.inFlight.Add(1) > int64(limits.MaxInFlight) {
-			b.inFlight.Add(-1)
-			return nil, &Denial{Kind: TooManyInFlight, RetryAfter: time.Second, Limits: limits}
-		}
-	}
-	if b.limiter != nil {
+	if limits.Rate > 0 {
+		lim := c.limiter(limits)
 		now := time.Now()
-		r := b.limiter.ReserveN(now, 1)
+		r := lim.ReserveN(now, 1)
 		if delay := r.DelayFrom(now); !r.OK() || delay > 0 {
 			r.CancelAt(now)
-			if limits.MaxInFlight > 0 {
-				b.inFlight.Add(-1)
-			}
+			c.inFlight.Add(-1)
 			return nil, &Denial{Kind: RateLimited, RetryAfter: delay, Limits: limits}
 		}
 	}
-	if limits.MaxInFlight == 0 {
-		return noop, nil
-	}
 	var once sync.Once
-	return func() { once.Do(func() { b.inFlight.Add(-1) }) }, nil
+	return func() { once.Do(func() { c.inFlight.Add(-1) }) }, nil
 }
 
-func noop() {}
+// caller returns the principal's state, creating it on first use.
+func (e *Enforcer) caller(principal string) *callerState {
+	if v, ok := e.callers.Load(principal); ok {
+		return v.(*callerState)
+	}
+	v, _ := e.callers.LoadOrStore(principal, &callerState{})
+	return v.(*callerState)
+}
 
-// bucket returns the principal's state for limits, replacing it if the limits changed.
-func (e *Enforcer) bucket(principal string, l Limits) *bucket {
-	key := l.key()
-	if v, ok := e.buckets.Load(principal); ok && v.(*bucket).limitsKey == key {
-		return v.(*bucket)
-	}
-	nb := &bucket{limitsKey: key}
-	if l.Rate > 0 {
-		nb.limiter = rate.NewLimiter(rate.Limit(l.Rate), l.Burst)
-	}
+// limiter returns the principal's token bucket for l's rate and burst, starting a full
+// one when they changed on reload.
+func (c *callerState) limiter(l Limits) *rate.Limiter {
 	for {
-		v, loaded := e.buckets.LoadOrStore(principal, nb)
-		if !loaded {
-			return nb
+		cur := c.bucket.Load()
+		if cur != nil && cur.rate == l.Rate && cur.burst == l.Burst {
+			return cur.limiter
 		}
-		old := v.(*bucket)
-		if old.limitsKey == key {
-			return old
-		}
-		// Limits changed on reload: start a fresh bucket; calls in flight under the old
-		// limits release into the old bucket, which is then dropped.
-		if e.buckets.CompareAndSwap(principal, old, nb) {
-			return nb
+		nb := &rateBucket{rate: l.Rate, burst: l.Burst, limiter: rate.NewLimiter(rate.Limit(l.Rate), l.Burst)}
+		if c.bucket.CompareAndSwap(cur, nb) {
+			return nb.limiter
 		}
 	}
 }

@@ -47,9 +47,6 @@ type Limits struct {
 	MaxInFlight int
 }
 
-// key identifies a set of limits, so buckets survive reloads that do not change them.
-func (l Limits) key() string { return fmt.Sprintf("%g/%d/%d", l.Rate, l.Burst, l.MaxInFlight) }
-
 type file struct {
 	Rules []yaml.Node `yaml:"rules"`
 }

@@ -5,6 +5,7 @@ package server_test
 
 import (
 	"context"
+	"fmt"
 	"genservice/internal/secretdir"
 	"path/filepath"
 	"strings"
@@ -377,4 +378,34 @@ func TestAuthzE2EReload(t *testing.T) {
 	if err := rotT2I(ctx, front); err != nil {
 		t.Errorf("after a broken watched update, frontend: %v", err)
 	}
+}
+
+// A reload that changes a principal's limits carries its running calls over: with
+// max_in_flight 3 and three calls running, raising it to 4 admits exactly one more.
+func TestAuthzE2EReloadKeepsCallsInFlight(t *testing.T) {
+	policy := func(n int) string {
+		return fmt.Sprintf("rules:\n  - principals: [%q]\n    methods: [TextToImage]\n    max_in_flight: %d\n", rotSingle, n)
+	}
+	env := rotStartWithPolicy(t, policy(3), nil)
+	conn := env.dial(t, env.client(t, rotSingle))
+	for range 3 {
+		rotHoldCall(t, env.rotEnv, conn)
+	}
+	rotStatus(t, rotT2I(rotCtx(t, 5*time.Second), conn), codes.ResourceExhausted, "CALLER_RATE_LIMITED")
+
+	env.policy.Update(t, map[string][]byte{"policy.yaml": []byte(policy(4))})
+	if err := env.enf.Reload(); err != nil {
+		t.Fatalf("Reload: %v", err)
+	}
+	rotHoldCall(t, env.rotEnv, conn) // the fourth slot
+	// A fifth call must be refused at once; on a fresh count it would be admitted and
+	// answered by the (unscripted) simulator.
+	rotStatus(t, rotT2I(rotCtx(t, 5*time.Second), conn), codes.ResourceExhausted, "CALLER_RATE_LIMITED")
+
+	// Lowering the limit below the running count admits nothing until enough finish.
+	env.policy.Update(t, map[string][]byte{"policy.yaml": []byte(policy(2))})
+	if err := env.enf.Reload(); err != nil {
+		t.Fatalf("Reload: %v", err)
+	}
+	rotStatus(t, rotT2I(rotCtx(t, 5*time.Second), conn), codes.ResourceExhausted, "CALLER_RATE_LIMITED")
 }
