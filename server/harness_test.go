@@ -307,14 +307,24 @@ func (h *harness) calls(t testing.TB, method string) []logLine {
 	return out
 }
 
-// callLine returns the single call line with the given request id.
+// callLine returns the single call line with the given request id. The server writes
+// it when the call has ended, which is just after the client has its status, so it
+// waits a little for the line to appear.
 func (h *harness) callLine(t testing.TB, requestID string) logLine {
 	t.Helper()
 	var found []logLine
-	for _, l := range h.calls(t, "") {
-		if l.str("requestId") == requestID {
-			found = append(found, l)
+	find := func() bool {
+		found = found[:0]
+		for _, l := range h.calls(t, "") {
+			if l.str("requestId") == requestID {
+				found = append(found, l)
+			}
 		}
+		return len(found) > 0
+	}
+	deadline := time.Now().Add(3 * time.Second)
+	for !find() && time.Now().Before(deadline) {
+		time.Sleep(2 * time.Millisecond)
 	}
 	if len(found) != 1 {
 		t.Fatalf("want exactly 1 call log line with requestId %q, got %d\nlogs:\n%s", requestID, len(found), h.logs.Bytes())
@@ -322,18 +332,10 @@ func (h *harness) callLine(t testing.TB, requestID string) logLine {
 	return found[0]
 }
 
-// waitCallLine waits for the call line of requestID: for calls the client abandoned
-// (deadline, cancel) the server logs after the client has already returned.
+// waitCallLine waits for the call line of requestID (an alias of callLine, kept for
+// the calls the client abandoned, where the wait is longest).
 func (h *harness) waitCallLine(t testing.TB, requestID string) logLine {
 	t.Helper()
-	eventually(t, 3*time.Second, func() bool {
-		for _, l := range h.calls(t, "") {
-			if l.str("requestId") == requestID {
-				return true
-			}
-		}
-		return false
-	}, "call log line for "+requestID)
 	return h.callLine(t, requestID)
 }
 

@@ -8,28 +8,35 @@ import (
 	"math/rand/v2"
 	"runtime/debug"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	grpcmw "github.com/grpc-ecosystem/go-grpc-middleware/v2"
 	"github.com/grpc-ecosystem/go-grpc-middleware/v2/interceptors/recovery"
-	errdetails "google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
-	"google.golang.org/grpc/peer"
-	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	generationv1 "genservice/gen/livepeer/generation/v1"
 	"genservice/livepeer"
 )
 
-// call is the per-call state the outermost interceptor creates and the inner layers
-// fill in, so that the one log line per call can report all of it.
+// call is the per-call state the call log (a stats handler) creates when the call
+// starts and the interceptors fill in, so that the one log line per call can report
+// all of it.
 type call struct {
+	method    string
+	start     time.Time
 	requestID string
 	principal Principal
 	// identityErr is why the caller has no principal (errNoIdentity or *IdentityError).
 	identityErr error
-	upstream    livepeer.CallInfo
+	// decodeErr is set when the request message did not decode (see codec.go).
+	decodeErr error
+	// sendWait is the time spent waiting for the caller to take stream messages (ns):
+	// not genservice's own overhead.
+	sendWait atomic.Int64
+	upstream livepeer.CallInfo
 }
 
 type callKey struct{}
@@ -78,101 +85,47 @@ func validRequestID(s string) bool {
 	return true
 }
 
-// begin sets up the call state: request id (echoed in the response header), principal
-// from the verified client certificate, and the upstream CallInfo.
-func (s *Server) begin(ctx context.Context) (context.Context, *call) {
-	c := &call{requestID: requestID(ctx)}
-	c.upstream.RequestID = c.requestID
+// begin completes the call state: principal from the verified client certificate (or
+// mesh header), the request id echoed in the response header, and the upstream
+// CallInfo. The call log made the call state; without it (a server without the call
+// log, in narrow tests) begin makes one.
+func (s *Server) begin(ctx context.Context, method string) (context.Context, *call) {
+	c := callFrom(ctx)
+	if c == nil {
+		c = newCall(ctx, method)
+		ctx = context.WithValue(ctx, callKey{}, c)
+	}
 	if p, err := s.identify(ctx); err == nil {
 		c.principal = p
 		ctx = WithPrincipal(ctx, p)
 	} else {
 		c.identityErr = err
 	}
-	ctx = context.WithValue(ctx, callKey{}, c)
 	ctx = livepeer.WithCallInfo(ctx, &c.upstream)
 	_ = grpc.SetHeader(ctx, metadata.Pairs(requestIDHeader, c.requestID))
 	return ctx, c
 }
 
-// logCall writes the one line per call. It never logs payloads or the key; the status
-// message is ours and upstream text in it is sanitized and truncated.
-func (s *Server) logCall(ctx context.Context, method string, start time.Time, c *call, err error) {
-	total := time.Since(start)
-	st := status.Convert(err)
-	overhead := total - c.upstream.UpstreamDuration()
-	if s.metrics != nil {
-		principal := c.principal.Name
-		if principal == "" {
-			principal = "none"
-		}
-		short := method[strings.LastIndexByte(method, '/')+1:]
-		s.metrics.CallDone(short, principal, st.Code().String(), reasonOf(st), overhead, err != nil)
-	}
-	level := slog.LevelInfo
-	if err != nil {
-		level = slog.LevelWarn
-	}
-	if !s.log.Enabled(ctx, level) {
-		return
-	}
-	attrs := make([]slog.Attr, 0, 14)
-	attrs = append(attrs,
-		slog.String("method", method),
-		slog.String("code", st.Code().String()),
-		slog.Float64("durationMs", ms(total)),
-		slog.String("requestId", c.requestID),
-		slog.String("principal", c.principal.Name),
-	)
-	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
-		attrs = append(attrs, slog.String("peer", p.Addr.String()))
-	}
-	if c.upstream.Attempts > 0 {
-		up := c.upstream.UpstreamDuration()
-		attrs = append(attrs,
-			slog.String("pipeline", c.upstream.Pipeline),
-			slog.Int("upstreamStatus", c.upstream.Status),
-			slog.Int("attempts", c.upstream.Attempts),
-			slog.Float64("upstreamMs", ms(up)),
-			slog.Float64("overheadMs", ms(overhead)),
-			slog.String("keyFingerprint", c.upstream.KeyFingerprint),
-		)
-	}
-	if err != nil {
-		attrs = append(attrs, slog.String("error", st.Message()))
-	}
-	s.log.LogAttrs(ctx, level, "call", attrs...)
+func newCall(ctx context.Context, method string) *call {
+	c := &call{method: method, start: time.Now(), requestID: requestID(ctx)}
+	c.upstream.RequestID = c.requestID
+	return c
 }
 
-// reasonOf returns the ErrorInfo reason of a status ("" for OK or none).
-func reasonOf(st *status.Status) string {
-	for _, d := range st.Proto().GetDetails() {
-		var info errdetails.ErrorInfo
-		if d.MessageIs(&info) && d.UnmarshalTo(&info) == nil {
-			return info.GetReason()
-		}
-	}
-	return ""
+// unaryCallScope and streamCallScope open the call's scope for the inner layers.
+func (s *Server) unaryCallScope(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+	ctx, c := s.begin(ctx, info.FullMethod)
+	// The codec let an undecodable message through with its error on the side; the
+	// innermost layer reports it once the caller is admitted.
+	c.decodeErr = takeDecodeError(req)
+	return handler(ctx, req)
 }
 
-func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
-
-func (s *Server) unaryFront(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
-	start := time.Now()
-	ctx, c := s.begin(ctx)
-	resp, err := handler(ctx, req)
-	s.logCall(ctx, info.FullMethod, start, c, err)
-	return resp, err
-}
-
-func (s *Server) streamFront(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-	start := time.Now()
-	ctx, c := s.begin(ss.Context())
+func (s *Server) streamCallScope(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+	ctx, _ := s.begin(ss.Context(), info.FullMethod)
 	w := grpcmw.WrapServerStream(ss)
 	w.WrappedContext = ctx
-	err := handler(srv, w)
-	s.logCall(ctx, info.FullMethod, start, c, err)
-	return err
+	return handler(srv, w)
 }
 
 // admit rejects calls that must not reach a handler and takes the call's share of
@@ -228,7 +181,22 @@ func (s *Server) unaryAdmit(ctx context.Context, req any, info *grpc.UnaryServer
 		return nil, err
 	}
 	defer release()
-	return handler(ctx, req)
+	if c := callFrom(ctx); c != nil && c.decodeErr != nil {
+		return nil, s.errs.Undecodable(c.decodeErr)
+	}
+	ctx, done := s.cuttable(ctx)
+	resp, err := handler(ctx, req)
+	err = done(err)
+	if err == nil {
+		// A response over the send limit would fail in grpc after every layer had
+		// counted it as OK; say so here, where every layer sees it.
+		if m, ok := resp.(proto.Message); ok {
+			if n := proto.Size(m); n > s.maxSend {
+				return nil, s.errs.ResponseTooLarge(n, s.maxSend)
+			}
+		}
+	}
+	return resp, err
 }
 
 func (s *Server) streamAdmit(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
@@ -237,7 +205,26 @@ func (s *Server) streamAdmit(srv any, ss grpc.ServerStream, info *grpc.StreamSer
 		return err
 	}
 	defer release()
-	return handler(srv, ss)
+	ctx, done := s.cuttable(ss.Context())
+	bs := newBoundedStream(ss, ctx, s)
+	defer bs.close()
+	return done(handler(srv, bs))
+}
+
+// cuttable derives the handler's context so that the end of the shutdown grace
+// cancels it; done turns the resulting error into SHUTTING_DOWN.
+func (s *Server) cuttable(ctx context.Context) (context.Context, func(error) error) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	stop := context.AfterFunc(s.cut, func() { cancel(errShutdownCut) })
+	return ctx, func(err error) error {
+		stop()
+		cut := context.Cause(ctx) == errShutdownCut
+		cancel(nil)
+		if err != nil && cut {
+			return s.errs.ShutdownCut()
+		}
+		return err
+	}
 }
 
 // recovered turns a panic into INTERNAL with nothing of the panic in the status; the
@@ -255,8 +242,8 @@ func (s *Server) recovered(ctx context.Context, p any) error {
 
 func (s *Server) interceptors() []grpc.ServerOption {
 	rec := recovery.WithRecoveryHandlerContext(s.recovered)
-	unary := []grpc.UnaryServerInterceptor{s.unaryFront}
-	stream := []grpc.StreamServerInterceptor{s.streamFront}
+	unary := []grpc.UnaryServerInterceptor{s.unaryCallScope}
+	stream := []grpc.StreamServerInterceptor{s.streamCallScope}
 	if s.metrics != nil {
 		unary = append(unary, s.metrics.Server.UnaryServerInterceptor())
 		stream = append(stream, s.metrics.Server.StreamServerInterceptor())

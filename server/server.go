@@ -35,9 +35,23 @@ type Config struct {
 	Logger *slog.Logger
 	// ErrorDomain is ErrorInfo.domain on every status. Default DefaultErrorDomain.
 	ErrorDomain string
-	// MaxMessageSize caps received and sent messages in bytes. Default 32 MiB: gRPC's
-	// 4 MiB default is too small for video and audio uploads.
+	// MaxMessageSize caps a received message in bytes, after decompression. Default
+	// DefaultMaxMessageSize: gRPC's 4 MiB default is too small for image and audio
+	// uploads, and Studio accepts at most 10 MiB per file anyway.
 	MaxMessageSize int
+	// MaxSendMessageSize caps a sent message in bytes (inline media makes responses
+	// large). Default DefaultMaxSendMessageSize.
+	MaxSendMessageSize int
+	// MaxConnsWithoutCert caps connections whose peer presented no client certificate
+	// (they may only check health). Default DefaultMaxConnsWithoutCert; mesh mode has no
+	// such cap (every connection comes from the sidecar).
+	MaxConnsWithoutCert int
+	// MaxWatchersWithoutIdentity caps health Watch streams from peers without a verified
+	// identity. Default DefaultMaxWatchersWithoutIdentity.
+	MaxWatchersWithoutIdentity int
+	// MaxConnectionIdle closes connections that had no call for this long. Default
+	// DefaultMaxConnectionIdle.
+	MaxConnectionIdle time.Duration
 	// MaxConcurrentStreams per connection. Default 1000.
 	MaxConcurrentStreams uint32
 	// Policy, if set, authorizes GenerationService calls by principal; nil allows every
@@ -90,14 +104,37 @@ type Server struct {
 	mesh        string
 	maxInFlight int64
 	inFlight    atomic.Int64
+	maxSend     int
+	// sendTimeout bounds one stream send to a caller that does not read.
+	sendTimeout time.Duration
+	refusals    *refusalLog
+	watchers    *watcherCap
+	// cut is cancelled when the shutdown grace ends: calls still running end with
+	// SHUTTING_DOWN, and health watchers end.
+	cut      context.Context
+	cutCalls context.CancelCauseFunc
 }
 
 // DefaultMaxConnectionAgeGrace covers the longest default per-pipeline timeout
 // (image-to-video, 10 minutes) with a margin.
 const DefaultMaxConnectionAgeGrace = 11 * time.Minute
 
-// DefaultMaxMessageSize is the default cap on message sizes.
-const DefaultMaxMessageSize = 32 << 20
+// Defaults of the limits in Config.
+const (
+	// DefaultMaxMessageSize fits Studio's 10 MiB file limit plus the request's other
+	// fields. Larger messages, compressed or not, are refused before they are decoded.
+	DefaultMaxMessageSize = 12 << 20
+	// DefaultMaxSendMessageSize leaves room for inline media (a short video).
+	DefaultMaxSendMessageSize = 32 << 20
+	// DefaultMaxConnsWithoutCert is plenty for load balancers' health checks.
+	DefaultMaxConnsWithoutCert = 100
+	// DefaultMaxWatchersWithoutIdentity bounds health Watch streams from unidentified
+	// peers; callers with a certificate are bounded by MaxConcurrentStreams instead.
+	DefaultMaxWatchersWithoutIdentity = 100
+	// DefaultMaxConnectionIdle closes idle connections so they hold nothing for long;
+	// a client reconnects on its next call.
+	DefaultMaxConnectionIdle = 10 * time.Minute
+)
 
 // New loads the TLS material and builds the server. Health reports SERVING once New
 // returns: certificates and key are loaded by then.
@@ -114,6 +151,21 @@ func New(cfg Config) (*Server, error) {
 	if cfg.MaxMessageSize <= 0 {
 		cfg.MaxMessageSize = DefaultMaxMessageSize
 	}
+	if cfg.MaxSendMessageSize <= 0 {
+		cfg.MaxSendMessageSize = DefaultMaxSendMessageSize
+	}
+	if cfg.MaxConnsWithoutCert <= 0 {
+		cfg.MaxConnsWithoutCert = DefaultMaxConnsWithoutCert
+	}
+	if cfg.MaxWatchersWithoutIdentity <= 0 {
+		cfg.MaxWatchersWithoutIdentity = DefaultMaxWatchersWithoutIdentity
+	}
+	if cfg.MaxConnectionIdle <= 0 {
+		cfg.MaxConnectionIdle = DefaultMaxConnectionIdle
+	}
+	if cfg.StreamIdleTimeout <= 0 {
+		cfg.StreamIdleTimeout = livepeer.DefaultStreamIdleTimeout
+	}
 	if cfg.MaxConcurrentStreams == 0 {
 		cfg.MaxConcurrentStreams = 1000
 	}
@@ -127,7 +179,11 @@ func New(cfg Config) (*Server, error) {
 		log: cfg.Logger, errs: Errors{Domain: cfg.ErrorDomain},
 		policy: cfg.Policy, mesh: cfg.Mesh, maxInFlight: int64(cfg.MaxInFlight),
 		tlsFiles: cfg.TLS, onReload: cfg.OnTLSReload, metrics: cfg.Metrics,
+		maxSend: cfg.MaxSendMessageSize, sendTimeout: cfg.StreamIdleTimeout,
+		refusals: newRefusalLog(cfg.Logger, cfg.Metrics),
+		watchers: newWatcherCap(cfg.MaxWatchersWithoutIdentity),
 	}
+	s.cut, s.cutCalls = context.WithCancelCause(context.Background())
 	var opts []grpc.ServerOption
 	switch cfg.Mesh {
 	case MeshNone:
@@ -136,25 +192,35 @@ func New(cfg Config) (*Server, error) {
 			return nil, err
 		}
 		s.tls.set(m)
-		opts = append(opts, grpc.Creds(&handshakeLogger{TransportCredentials: credentials.NewTLS(s.tls.config()), log: s.log}))
+		creds := &handshakeLogger{TransportCredentials: credentials.NewTLS(s.tls.config()), log: s.log}
+		opts = append(opts, grpc.Creds(newCertlessCap(creds, cfg.MaxConnsWithoutCert, s.log)))
 	case MeshIstio, MeshLinkerd:
 		// The sidecar terminates mTLS; the listener speaks plaintext HTTP/2 to it.
 	default:
 		return nil, fmt.Errorf("unknown mesh mode %q (want istio or linkerd)", cfg.Mesh)
 	}
 	opts = append(opts,
+		// The tap refuses unidentified callers from the headers alone, before any
+		// message is read or decompressed.
+		grpc.InTapHandle(s.tap),
+		// Decode failures become INVALID_ARGUMENT through the interceptors.
+		grpc.ForceServerCodecV2(decodeCapturingCodec{}),
 		grpc.MaxRecvMsgSize(cfg.MaxMessageSize),
-		grpc.MaxSendMsgSize(cfg.MaxMessageSize),
+		grpc.MaxSendMsgSize(cfg.MaxSendMessageSize),
 		grpc.MaxConcurrentStreams(cfg.MaxConcurrentStreams),
 		grpc.ConnectionTimeout(10*time.Second),
 		grpc.MaxHeaderListSize(64<<10),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{
-			Time: 2 * time.Minute, Timeout: 20 * time.Second,
+			Time: 2 * time.Minute, Timeout: 20 * time.Second, MaxConnectionIdle: cfg.MaxConnectionIdle,
 			MaxConnectionAge: cfg.MaxConnectionAge, MaxConnectionAgeGrace: cfg.MaxConnectionAgeGrace,
 		}),
 	)
 	opts = append(opts, s.interceptors()...)
+	// The call log is a stats handler: it sees every call that got past the tap, with
+	// the status the caller really got, including failures before any interceptor
+	// (a message too large after decompression) and after the handler (a failed send).
+	opts = append(opts, grpc.StatsHandler(callLog{s}))
 	if cfg.StatsHandler != nil {
 		opts = append(opts, grpc.StatsHandler(cfg.StatsHandler))
 	}
@@ -164,7 +230,7 @@ func New(cfg Config) (*Server, error) {
 		media: cfg.Upstream.NewMediaFetcher(livepeer.MediaConfig{AllowHosts: cfg.MediaAllowHosts, MaxBytes: cfg.MaxMediaBytes}),
 	})
 	s.health = health.NewServer()
-	healthpb.RegisterHealthServer(s.grpc, s.health)
+	healthpb.RegisterHealthServer(s.grpc, &boundedHealth{Server: s.health, srv: s})
 	reflection.Register(s.grpc)
 	if s.metrics != nil {
 		s.metrics.Server.InitializeMetrics(s.grpc)
@@ -202,6 +268,9 @@ func (s *Server) Shutdown(ctx context.Context, drainDelay time.Duration) {
 		t.Stop()
 	}
 	s.draining.Store(true)
+	// Health watchers have been told NOT_SERVING; end their streams so they do not
+	// hold GracefulStop for the whole grace period.
+	s.watchers.endAll()
 	done := make(chan struct{})
 	go func() {
 		s.grpc.GracefulStop()
@@ -210,11 +279,26 @@ func (s *Server) Shutdown(ctx context.Context, drainDelay time.Duration) {
 	select {
 	case <-done:
 	case <-ctx.Done():
-		s.log.Warn("shutdown grace period over; closing remaining calls")
-		s.grpc.Stop()
-		<-done
+		s.log.Warn("shutdown grace period over; ending the remaining calls with SHUTTING_DOWN")
+		// Cancel the calls' contexts first, so each handler returns and its caller gets
+		// SHUTTING_DOWN (and the call is logged with it) before connections close.
+		s.cutCalls(errShutdownCut)
+		t := time.NewTimer(cutWait)
+		select {
+		case <-done:
+		case <-t.C:
+			s.grpc.Stop()
+			<-done
+		}
+		t.Stop()
 	}
 }
+
+// errShutdownCut is the cause of a call's cancellation at the end of the grace period.
+var errShutdownCut = errors.New("shutdown grace period over")
+
+// cutWait is how long cancelled calls get to write their status before connections close.
+const cutWait = 2 * time.Second
 
 // MethodNames lists GenerationService's RPC names, as a policy names them.
 func MethodNames() []string {

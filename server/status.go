@@ -132,6 +132,38 @@ func (e Errors) ShuttingDown() error {
 		"genservice is shutting down; retry on another replica", nil)
 }
 
+// ShutdownCut is the status for a call still running when the shutdown grace ended.
+func (e Errors) ShutdownCut() error {
+	return e.New(codes.Unavailable, generationv1.ErrorReason_ERROR_REASON_SHUTTING_DOWN,
+		"genservice shut down before this call finished (its shutdown grace period ended); retry on another replica",
+		map[string]string{"cut": "true"})
+}
+
+// Undecodable is the status for a request message that does not decode. The decoder's
+// words say what is wrong (for example a string field with invalid UTF-8); they come
+// from the protobuf library, not from the caller's bytes.
+func (e Errors) Undecodable(err error) error {
+	msg := livepeer.Sanitize(err.Error())
+	return e.New(codes.InvalidArgument, generationv1.ErrorReason_ERROR_REASON_INVALID_REQUEST,
+		"invalid request: "+msg+"; send a message encoded by a protobuf library from genservice's .proto files",
+		nil, &errdetails.BadRequest{FieldViolations: []*errdetails.BadRequest_FieldViolation{{Field: "", Description: msg}}})
+}
+
+// ResponseTooLarge is the status for a response larger than the send limit.
+func (e Errors) ResponseTooLarge(size, limit int) error {
+	return e.New(codes.ResourceExhausted, generationv1.ErrorReason_ERROR_REASON_RESPONSE_TOO_LARGE,
+		fmt.Sprintf("the response is %d bytes, more than genservice's send limit of %d bytes", size, limit),
+		map[string]string{"responseBytes": strconv.Itoa(size), "maxSendBytes": strconv.Itoa(limit)})
+}
+
+// CallerNotReading is the status of a stream whose caller did not take a message
+// within the send timeout. The caller is not reading, so this is mostly for the log.
+func (e Errors) CallerNotReading(timeout time.Duration) error {
+	return e.New(codes.ResourceExhausted, generationv1.ErrorReason_ERROR_REASON_CALLER_NOT_READING,
+		fmt.Sprintf("the caller did not read the stream for %s; genservice ended the call", timeout),
+		map[string]string{"sendTimeout": timeout.String()})
+}
+
 // Internal is the status for a panic or other unexpected failure. It says nothing about
 // the cause; the log has it under the request id.
 func (e Errors) Internal(requestID string) error {

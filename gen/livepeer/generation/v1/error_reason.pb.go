@@ -98,6 +98,14 @@ const (
 	ErrorReason_ERROR_REASON_MEDIA_TOO_LARGE ErrorReason = 21
 	// inline_media was requested but fetching a result failed. Code UNAVAILABLE.
 	ErrorReason_ERROR_REASON_MEDIA_FETCH_FAILED ErrorReason = 22
+	// A streaming caller stopped reading: a response message could not be handed to the
+	// connection within the stream idle timeout, so genservice ended the call and released
+	// its share of the limits. Code RESOURCE_EXHAUSTED. Metadata: sendTimeout. Read the
+	// stream as it arrives (or cancel the call when no longer interested).
+	ErrorReason_ERROR_REASON_CALLER_NOT_READING ErrorReason = 23
+	// The response is larger than genservice's maximum send message size. Code
+	// RESOURCE_EXHAUSTED. Metadata: responseBytes, maxSendBytes.
+	ErrorReason_ERROR_REASON_RESPONSE_TOO_LARGE ErrorReason = 24
 )
 
 // Enum value maps for ErrorReason.
@@ -126,6 +134,8 @@ var (
 		20: "ERROR_REASON_MEDIA_FETCH_REFUSED",
 		21: "ERROR_REASON_MEDIA_TOO_LARGE",
 		22: "ERROR_REASON_MEDIA_FETCH_FAILED",
+		23: "ERROR_REASON_CALLER_NOT_READING",
+		24: "ERROR_REASON_RESPONSE_TOO_LARGE",
 	}
 	ErrorReason_value = map[string]int32{
 		"ERROR_REASON_UNSPECIFIED":                   0,
@@ -151,6 +161,8 @@ var (
 		"ERROR_REASON_MEDIA_FETCH_REFUSED":           20,
 		"ERROR_REASON_MEDIA_TOO_LARGE":               21,
 		"ERROR_REASON_MEDIA_FETCH_FAILED":            22,
+		"ERROR_REASON_CALLER_NOT_READING":            23,
+		"ERROR_REASON_RESPONSE_TOO_LARGE":            24,
 	}
 )
 
@@ -185,7 +197,7 @@ var File_livepeer_generation_v1_error_reason_proto protoreflect.FileDescriptor
 
 const file_livepeer_generation_v1_error_reason_proto_rawDesc = "" +
 	"\n" +
-	")livepeer/generation/v1/error_reason.proto\x12\x16livepeer.generation.v1*\x84\a\n" +
+	")livepeer/generation/v1/error_reason.proto\x12\x16livepeer.generation.v1*\xce\a\n" +
 	"\vErrorReason\x12\x1c\n" +
 	"\x18ERROR_REASON_UNSPECIFIED\x10\x00\x12,\n" +
 	"(ERROR_REASON_CLIENT_CERTIFICATE_REQUIRED\x10\x01\x12&\n" +
@@ -210,7 +222,9 @@ const file_livepeer_generation_v1_error_reason_proto_rawDesc = "" +
 	"\x1bERROR_REASON_INTERNAL_ERROR\x10\x13\x12$\n" +
 	" ERROR_REASON_MEDIA_FETCH_REFUSED\x10\x14\x12 \n" +
 	"\x1cERROR_REASON_MEDIA_TOO_LARGE\x10\x15\x12#\n" +
-	"\x1fERROR_REASON_MEDIA_FETCH_FAILED\x10\x16B4Z2genservice/gen/livepeer/generation/v1;generationv1b\x06proto3"
+	"\x1fERROR_REASON_MEDIA_FETCH_FAILED\x10\x16\x12#\n" +
+	"\x1fERROR_REASON_CALLER_NOT_READING\x10\x17\x12#\n" +
+	"\x1fERROR_REASON_RESPONSE_TOO_LARGE\x10\x18B4Z2genservice/gen/livepeer/generation/v1;generationv1b\x06proto3"
 
 var (
 	file_livepeer_generation_v1_error_reason_proto_rawDescOnce sync.Once
