@@ -100,4 +100,3 @@ func reasonOf(st *status.Status) string {
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
-
