@@ -61,7 +61,7 @@ func newInProcessGenservice(certs *certFiles, gatewayURL, rawKey string) (serve 
 		Upstream:              up,
 		Logger:                log,
 		ErrorDomain:           server.DefaultErrorDomain,
-		MaxMessageSize:        32 << 20,
+		MaxMessageSize:        server.DefaultMaxMessageSize,
 		StreamIdleTimeout:     livepeer.DefaultStreamIdleTimeout,
 		Policy:                policy,
 		MaxInFlight:           512,

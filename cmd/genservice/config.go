@@ -22,6 +22,10 @@ type serveConfig struct {
 	GatewayURL     string
 	GatewayCA      string
 	MaxMessageSize int
+	MaxSendSize    int
+	MaxCertless    int
+	MaxWatchers    int
+	MaxConnIdle    time.Duration
 	ShutdownGrace  time.Duration
 	DrainDelay     time.Duration
 	LogLevel       slog.Level
@@ -159,7 +163,12 @@ func serveFlags(fs *flag.FlagSet, c *serveConfig) {
 	fs.StringVar(&c.TLS.ClientCAFile, "client-ca", "", "PEM bundle of the CAs that issue callers' client certificates (required)")
 	fs.StringVar(&c.GatewayURL, "gateway-url", livepeer.DefaultGatewayURL, "base URL of the Livepeer gateway; also LIVEPEER_GATEWAY_URL")
 	fs.StringVar(&c.GatewayCA, "gateway-ca", "", "PEM bundle trusted for the gateway's TLS certificate instead of the system roots (optional)")
-	fs.Var(maxMsg, "max-message-size", "largest request or response message, in bytes or with KiB/MiB/GiB (default 32MiB)")
+	fs.Var(maxMsg, "max-message-size", fmt.Sprintf("largest request message a caller may send, after decompression, in bytes or with KiB/MiB/GiB (default %dMiB: Studio takes files up to 10 MiB)", server.DefaultMaxMessageSize>>20))
+	c.MaxSendSize = server.DefaultMaxSendMessageSize
+	fs.Var((*byteSize)(&c.MaxSendSize), "max-send-message-size", fmt.Sprintf("largest response message, in bytes or with KiB/MiB/GiB (default %dMiB); inline media counts against it", server.DefaultMaxSendMessageSize>>20))
+	fs.IntVar(&c.MaxCertless, "max-conns-without-cert", server.DefaultMaxConnsWithoutCert, "cap on connections whose peer presented no client certificate (they may only check health); beyond it new ones are closed after the handshake")
+	fs.IntVar(&c.MaxWatchers, "max-watchers-without-cert", server.DefaultMaxWatchersWithoutIdentity, "cap on health Watch streams from peers without a client certificate (or, in mesh mode, without an identity header)")
+	fs.DurationVar(&c.MaxConnIdle, "max-connection-idle", server.DefaultMaxConnectionIdle, "close connections that have had no call for this long")
 	fs.DurationVar(&c.ShutdownGrace, "shutdown-grace", 30*time.Second, "on SIGTERM, how long in-flight calls may run before they are cut")
 	fs.DurationVar(&c.DrainDelay, "drain-delay", 5*time.Second, "on SIGTERM, how long health reports NOT_SERVING before the listener stops taking calls")
 	c.LogLevel = slog.LevelInfo
@@ -235,8 +244,17 @@ func (c *serveConfig) validate(getenv func(string) string, readFile func(string)
 	default:
 		bad("--mesh (GENSERVICE_MESH) must be \"istio\" or \"linkerd\", got %q", c.Mesh)
 	}
-	if c.MaxMediaBytes > c.MaxMessageSize {
-		bad("--max-media-bytes (GENSERVICE_MAX_MEDIA_BYTES) must not exceed --max-message-size (%d bytes): inline media travels in the response message", c.MaxMessageSize)
+	if c.MaxMediaBytes > c.MaxSendSize {
+		bad("--max-media-bytes (GENSERVICE_MAX_MEDIA_BYTES) must not exceed --max-send-message-size (%d bytes): inline media travels in the response message", c.MaxSendSize)
+	}
+	if c.MaxCertless < 1 {
+		bad("--max-conns-without-cert (GENSERVICE_MAX_CONNS_WITHOUT_CERT) must be at least 1 (health checks need a connection)")
+	}
+	if c.MaxWatchers < 1 {
+		bad("--max-watchers-without-cert (GENSERVICE_MAX_WATCHERS_WITHOUT_CERT) must be at least 1")
+	}
+	if c.MaxConnIdle <= 0 {
+		bad("--max-connection-idle (GENSERVICE_MAX_CONNECTION_IDLE) must be positive")
 	}
 	if c.MaxInFlight < 0 {
 		bad("--max-in-flight (GENSERVICE_MAX_IN_FLIGHT) must not be negative")

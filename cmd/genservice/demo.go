@@ -86,7 +86,7 @@ func demo(ctx context.Context, args []string, out io.Writer) error {
 		}
 		c := &serveConfig{
 			Listen: listenAddr, AdminListen: adminAddr, TLS: files.server, GatewayURL: sim.URL(),
-			MaxMessageSize: 32 << 20, ShutdownGrace: drainTimeout, ErrorDomain: "genservice",
+			MaxMessageSize: server.DefaultMaxMessageSize, ShutdownGrace: drainTimeout, ErrorDomain: "genservice",
 			MaxAttempts: 2, ConnectTimeout: 5 * time.Second, StreamIdle: 30 * time.Second, Key: k, KeyOrigin: "demo",
 		}
 		ready := make(chan listening, 1)

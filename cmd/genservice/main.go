@@ -30,7 +30,7 @@ func run(args []string) int {
 		fmt.Fprint(os.Stderr, usage)
 		return 2
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := shutdownSignals()
 	defer stop()
 	var err error
 	switch args[0] {
@@ -61,3 +61,36 @@ func run(args []string) int {
 	fmt.Fprintf(os.Stderr, "genservice %s: %v\n", args[0], err)
 	return 1
 }
+
+// shutdownSignals returns a context cancelled by the first SIGTERM or SIGINT, which
+// starts a graceful shutdown. A second signal during the shutdown exits at once: an
+// operator pressing Ctrl-C twice, or a supervisor that escalates, must not wait for the
+// whole grace period.
+func shutdownSignals() (context.Context, func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() {
+		select {
+		case <-sigs:
+			cancel()
+		case <-done:
+			return
+		}
+		select {
+		case sig := <-sigs:
+			fmt.Fprintf(os.Stderr, "genservice: second signal (%v) during shutdown: exiting now\n", sig)
+			os.Exit(exitSecondSignal)
+		case <-done:
+		}
+	}()
+	return ctx, func() {
+		signal.Stop(sigs)
+		close(done)
+		cancel()
+	}
+}
+
+// exitSecondSignal is the exit status after a second signal cut the shutdown short.
+const exitSecondSignal = 130

@@ -24,6 +24,7 @@ import (
 
 	generationv1 "genservice/gen/livepeer/generation/v1"
 	"genservice/internal/certgen"
+	"genservice/internal/logbuf"
 	"genservice/livepeer/livepeertest"
 )
 
@@ -396,4 +397,61 @@ func TestDemoOnce(t *testing.T) {
 		"--listen", "127.0.0.1:0", "--listen-revoked", "127.0.0.1:0",
 		"--admin-listen", "127.0.0.1:0", "--admin-listen-revoked", "127.0.0.1:0")
 	r.want(t, 0, "OK  image", "reason=UPSTREAM_API_KEY_REJECTED", "CLIENT_CERTIFICATE_REQUIRED", "grpcurl")
+}
+
+// A second SIGTERM during the shutdown grace exits at once instead of waiting it out.
+func TestServeSecondSignalExitsAtOnce(t *testing.T) {
+	p := newPKI(t)
+	sim, err := livepeertest.New(livepeertest.Config{APIKey: canaryKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sim.Close()
+	keyFile := writeKeyFile(t, canaryKey+"\n")
+	// A long drain delay: the first signal alone keeps the process for a minute.
+	cmd := exec.Command(binary, p.args("--gateway-url", sim.URL(), "--drain-delay", "60s", "--shutdown-grace", "60s")...)
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "LIVEPEER_API_KEY_FILE=" + keyFile}
+	var stderr logbuf.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	defer func() { _ = cmd.Process.Kill() }()
+	waitFor := func(what string) {
+		t.Helper()
+		deadline := time.Now().Add(20 * time.Second)
+		for !strings.Contains(stderr.String(), what) {
+			if time.Now().After(deadline) {
+				t.Fatalf("no %q within 20s:\n%s", what, stderr.String())
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	waitFor("genservice serving")
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	waitFor("shutting down")
+	select {
+	case <-exited:
+		t.Fatalf("exited on the first signal, before the drain delay:\n%s", stderr.String())
+	case <-time.After(300 * time.Millisecond):
+	}
+	start := time.Now()
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-exited:
+		var exitErr *exec.ExitError
+		if !errors.As(err, &exitErr) || exitErr.ExitCode() != 130 {
+			t.Errorf("exit: %v, want status 130", err)
+		}
+		if d := time.Since(start); d > 3*time.Second {
+			t.Errorf("exited %v after the second signal", d)
+		}
+		if !strings.Contains(stderr.String(), "second signal") {
+			t.Errorf("stderr does not say why it exited:\n%s", stderr.String())
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatalf("still running 5s after a second SIGTERM:\n%s", stderr.String())
+	}
 }

@@ -90,22 +90,26 @@ func serve(ctx context.Context, c *serveConfig, log *slog.Logger, ready func(lis
 		return fmt.Errorf("--gateway-url: %v", err)
 	}
 	srv, err = server.New(server.Config{
-		TLS:                   c.TLS,
-		Upstream:              up,
-		Logger:                log,
-		ErrorDomain:           c.ErrorDomain,
-		MaxMessageSize:        c.MaxMessageSize,
-		StreamIdleTimeout:     c.StreamIdle,
-		Policy:                policy,
-		MaxInFlight:           c.MaxInFlight,
-		Mesh:                  c.Mesh,
-		MaxConnectionAge:      c.MaxConnAge,
-		MaxConnectionAgeGrace: c.MaxConnGrace,
-		Metrics:               m,
-		OnTLSReload:           m.Reloaded("tls"),
-		MediaAllowHosts:       c.MediaAllow,
-		MaxMediaBytes:         int64(c.MaxMediaBytes),
-		StatsHandler:          tr.StatsHandler(),
+		TLS:                        c.TLS,
+		Upstream:                   up,
+		Logger:                     log,
+		ErrorDomain:                c.ErrorDomain,
+		MaxMessageSize:             c.MaxMessageSize,
+		MaxSendMessageSize:         c.MaxSendSize,
+		MaxConnsWithoutCert:        c.MaxCertless,
+		MaxWatchersWithoutIdentity: c.MaxWatchers,
+		MaxConnectionIdle:          c.MaxConnIdle,
+		StreamIdleTimeout:          c.StreamIdle,
+		Policy:                     policy,
+		MaxInFlight:                c.MaxInFlight,
+		Mesh:                       c.Mesh,
+		MaxConnectionAge:           c.MaxConnAge,
+		MaxConnectionAgeGrace:      c.MaxConnGrace,
+		Metrics:                    m,
+		OnTLSReload:                m.Reloaded("tls"),
+		MediaAllowHosts:            c.MediaAllow,
+		MaxMediaBytes:              int64(c.MaxMediaBytes),
+		StatsHandler:               tr.StatsHandler(),
 	})
 	if err != nil {
 		var fe *server.FileError
@@ -176,7 +180,7 @@ func serve(ctx context.Context, c *serveConfig, log *slog.Logger, ready func(lis
 		return fmt.Errorf("admin listener: %v", err)
 	case <-ctx.Done():
 	}
-	log.Info("shutting down", slog.Duration("drainDelay", c.DrainDelay), slog.Duration("grace", c.ShutdownGrace))
+	log.Info("shutting down (a second SIGTERM or SIGINT exits at once)", slog.Duration("drainDelay", c.DrainDelay), slog.Duration("grace", c.ShutdownGrace))
 	sctx, cancel := context.WithTimeout(context.Background(), c.DrainDelay+c.ShutdownGrace)
 	defer cancel()
 	srv.Shutdown(sctx, c.DrainDelay)
