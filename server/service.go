@@ -278,7 +278,7 @@ func llmChoices(cs []livepeer.LLMChoice) []*generationv1.LLMChoice {
 }
 
 func (s *service) LLM(ctx context.Context, r *generationv1.LLMRequest) (*generationv1.LLMResponse, error) {
-	if v := validateLLM(r.GetMessages(), r.MaxTokens, r.TopP); len(v) > 0 {
+	if v := validateLLM(r.GetMessages(), r.Temperature, r.MaxTokens, r.TopP, r.TopK); len(v) > 0 {
 		return nil, s.invalid(v)
 	}
 	res, err := s.up.LLM(ctx, llmRequest(r.GetMessages(), r.GetModel(), r.Temperature, r.MaxTokens, r.TopP, r.TopK))
@@ -327,7 +327,7 @@ func (s *service) TextToSpeech(ctx context.Context, r *generationv1.TextToSpeech
 
 func (s *service) LLMStream(r *generationv1.LLMStreamRequest, stream generationv1.GenerationService_LLMStreamServer) error {
 	ctx := stream.Context()
-	if v := validateLLM(r.GetMessages(), r.MaxTokens, r.TopP); len(v) > 0 {
+	if v := validateLLM(r.GetMessages(), r.Temperature, r.MaxTokens, r.TopP, r.TopK); len(v) > 0 {
 		return s.invalid(v)
 	}
 	up, err := s.up.LLMStream(ctx, llmRequest(r.GetMessages(), r.GetModel(), r.Temperature, r.MaxTokens, r.TopP, r.TopK), s.streamIdle)

@@ -185,12 +185,17 @@ func (e Errors) Upstream(err error, requestID string) error {
 		mtl *livepeer.MediaTooLargeError
 		mfe *livepeer.MediaFetchError
 		sie *livepeer.StreamIdleError
+		ipe *livepeer.InvalidParamError
 	)
 	switch {
 	case errors.Is(err, context.DeadlineExceeded):
 		return status.Error(codes.DeadlineExceeded, "the call's deadline passed before the gateway answered")
 	case errors.Is(err, context.Canceled):
 		return status.Error(codes.Canceled, "the call was cancelled")
+	case errors.As(err, &ipe):
+		// Validation normally refuses such values first; this is the encoder's own
+		// refusal to send them, and nothing was sent.
+		return e.InvalidRequest([]FieldViolation{{Field: ipe.Field, Description: ipe.Reason}})
 	case errors.As(err, &se):
 		return e.upstreamStatus(se)
 	case errors.As(err, &te):
