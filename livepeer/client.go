@@ -260,6 +260,11 @@ type body struct {
 
 func jsonBody(v any) (*body, error) {
 	b, err := json.Marshal(v)
+	var unsupported *json.UnsupportedValueError
+	if errors.As(err, &unsupported) {
+		// NaN and ±Inf: JSON has no such numbers. The caller's value, not our bug.
+		return nil, &InvalidParamError{Reason: "a number is " + unsupported.Str + ", which JSON cannot carry: numbers must be finite"}
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -4,11 +4,14 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"math"
+	"mime"
 	"mime/multipart"
 	"net/http"
 	"net/textproto"
 	"strconv"
 	"strings"
+	"unicode"
 )
 
 // form collects the parts of a multipart/form-data body. Text fields come first and
@@ -17,6 +20,29 @@ import (
 type form struct {
 	fields []formField
 	files  []formFile
+	err    error // the first value that cannot be encoded; encode returns it
+}
+
+// InvalidParamError means a parameter cannot be sent to the gateway as given: a number
+// that is NaN or infinite (JSON has no such numbers, and a multipart field would carry
+// the text "NaN"), or a file's content type or name that would break out of its
+// multipart part header. Nothing is sent.
+type InvalidParamError struct {
+	Field  string // the parameter's name, e.g. "guidance_scale" or "image.content_type"; may be empty
+	Reason string
+}
+
+func (e *InvalidParamError) Error() string {
+	if e.Field == "" {
+		return "invalid parameter: " + e.Reason
+	}
+	return "invalid parameter " + e.Field + ": " + e.Reason
+}
+
+func (f *form) fail(field, reason string) {
+	if f.err == nil {
+		f.err = &InvalidParamError{Field: field, Reason: reason}
+	}
 }
 
 type formField struct{ name, value string }
@@ -47,9 +73,14 @@ func (f *form) optInt32(name string, v *int32) {
 }
 
 func (f *form) optFloat(name string, v *float64) {
-	if v != nil {
-		f.str(name, strconv.FormatFloat(*v, 'g', -1, 64))
+	if v == nil {
+		return
 	}
+	if math.IsNaN(*v) || math.IsInf(*v, 0) {
+		f.fail(name, "must be a finite number")
+		return
+	}
+	f.str(name, strconv.FormatFloat(*v, 'g', -1, 64))
 }
 
 func (f *form) optBool(name string, v *bool) {
@@ -107,7 +138,39 @@ func (w *segmentWriter) raw(b []byte) {
 
 var quoteEscaper = strings.NewReplacer("\\", "\\\\", `"`, "\\\"", "\r", "", "\n", "")
 
+// hasControl reports whether s contains a control character (CR and LF included),
+// which would end or split a header line.
+func hasControl(s string) bool {
+	return strings.ContainsFunc(s, unicode.IsControl)
+}
+
+// checkFile refuses a content type or file name that cannot be written into a part
+// header as given. The file name is quoted (quotes and backslashes escaped, as
+// multipart.Writer does), so only control characters are a problem there; the content
+// type is written verbatim, so it must be a well-formed media type.
+func (f *form) checkFile(file formFile) {
+	if hasControl(file.Filename) {
+		f.fail(file.name+".filename", "must not contain control characters")
+	}
+	if file.ContentType == "" {
+		return
+	}
+	if hasControl(file.ContentType) {
+		f.fail(file.name+".content_type", "must not contain control characters")
+		return
+	}
+	if mt, _, err := mime.ParseMediaType(file.ContentType); err != nil || !strings.Contains(mt, "/") {
+		f.fail(file.name+".content_type", "must be a MIME type such as image/png")
+	}
+}
+
 func (f *form) encode() (*encoded, error) {
+	for _, file := range f.files {
+		f.checkFile(file)
+	}
+	if f.err != nil {
+		return nil, f.err
+	}
 	enc := &encoded{}
 	sw := &segmentWriter{enc: enc}
 	mw := multipart.NewWriter(sw)

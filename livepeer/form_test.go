@@ -2,7 +2,9 @@ package livepeer
 
 import (
 	"bytes"
+	"errors"
 	"io"
+	"math"
 	"math/rand/v2"
 	"mime"
 	"mime/multipart"
@@ -373,5 +375,36 @@ func TestJSONBody(t *testing.T) {
 	two, _ := io.ReadAll(b.open())
 	if string(one) != `{"model_id":"m","prompt":"p"}` || !bytes.Equal(one, two) || b.size != int64(len(one)) || b.contentType != "application/json" {
 		t.Errorf("jsonBody: %q / %q, size %d, type %q", one, two, b.size, b.contentType)
+	}
+}
+
+// TestFormRefusesUnencodableValues: the encoder itself refuses what would corrupt the
+// request (validation in the server normally refuses it first): NaN and ±Inf, which
+// would go out as the text "NaN", a content type with CR/LF, which would inject part
+// headers, one that is not a media type, and control characters in a file name. JSON
+// bodies refuse non-finite numbers the same way.
+func TestFormRefusesUnencodableValues(t *testing.T) {
+	nan, inf := math.NaN(), math.Inf(-1)
+	cases := []struct {
+		name, field string
+		form        *form
+	}{
+		{"NaN", "guidance_scale", (&ImageToImageParams{ModelID: "m", Prompt: "p", GuidanceScale: &nan, Image: File{ContentType: "image/png", Content: []byte("x")}}).form()},
+		{"-Inf", "noise_aug_strength", (&ImageToVideoParams{ModelID: "m", NoiseAugStrength: &inf, Image: File{ContentType: "image/png", Content: []byte("x")}}).form()},
+		{"CRLF content type", "image.content_type", (&UpscaleParams{ModelID: "m", Prompt: "p", Image: File{ContentType: "image/png\r\nX-Injected: 1", Content: []byte("x")}}).form()},
+		{"not a media type", "audio.content_type", (&AudioToTextParams{ModelID: "m", Audio: File{ContentType: "wav", Content: []byte("x")}}).form()},
+		{"LF in file name", "image.filename", (&ImageToTextParams{ModelID: "m", Image: File{Filename: "a\n.png", ContentType: "image/png", Content: []byte("x")}}).form()},
+	}
+	for _, tc := range cases {
+		enc, err := tc.form.encode()
+		var ipe *InvalidParamError
+		if !errors.As(err, &ipe) || ipe.Field != tc.field {
+			t.Errorf("%s: encode = %v, %v; want InvalidParamError for %s", tc.name, enc != nil, err, tc.field)
+		}
+	}
+	_, err := jsonBody(&TextToImageParams{ModelID: "m", Prompt: "p", GuidanceScale: &nan})
+	var ipe *InvalidParamError
+	if !errors.As(err, &ipe) {
+		t.Errorf("jsonBody with NaN: %v, want InvalidParamError", err)
 	}
 }

@@ -136,8 +136,23 @@ func (f *MediaFetcher) Check(rawURL string) error {
 	return err
 }
 
-// Fetch downloads one media file within ctx's deadline.
+// MaxBytes is the cap on one media file.
+func (f *MediaFetcher) MaxBytes() int64 { return f.maxBytes }
+
+// Fetch downloads one media file within ctx's deadline, up to the per-file cap.
 func (f *MediaFetcher) Fetch(ctx context.Context, rawURL string) (content []byte, contentType string, err error) {
+	return f.FetchLimit(ctx, rawURL, f.maxBytes)
+}
+
+// FetchLimit is Fetch with a tighter cap for this file: limit, when it is below the
+// per-file cap (the caller's remaining room in a response). A larger file fails with
+// MediaTooLargeError{Limit: limit} after reading at most limit+1 bytes, or none when
+// its Content-Length already says so.
+func (f *MediaFetcher) FetchLimit(ctx context.Context, rawURL string, limit int64) (content []byte, contentType string, err error) {
+	limit = min(limit, f.maxBytes)
+	if limit < 0 {
+		limit = 0
+	}
 	u, err := f.check(rawURL)
 	if err != nil {
 		return nil, "", err
@@ -168,18 +183,18 @@ func (f *MediaFetcher) Fetch(ctx context.Context, rawURL string) (content []byte
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		return nil, "", &MediaFetchError{Status: resp.StatusCode}
 	}
-	if resp.ContentLength > f.maxBytes {
-		return nil, "", &MediaTooLargeError{Limit: f.maxBytes}
+	if resp.ContentLength > limit {
+		return nil, "", &MediaTooLargeError{Limit: limit}
 	}
-	data, err := io.ReadAll(io.LimitReader(resp.Body, f.maxBytes+1))
+	data, err := io.ReadAll(io.LimitReader(resp.Body, limit+1))
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, "", ctxError(ctx)
 		}
 		return nil, "", &MediaFetchError{Err: err}
 	}
-	if int64(len(data)) > f.maxBytes {
-		return nil, "", &MediaTooLargeError{Limit: f.maxBytes}
+	if int64(len(data)) > limit {
+		return nil, "", &MediaTooLargeError{Limit: limit}
 	}
 	ct, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
 	if ct == "" || ct == "application/octet-stream" {

@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
 	generationv1 "genservice/gen/livepeer/generation/v1"
 	"genservice/livepeer"
 )
@@ -19,12 +21,27 @@ type service struct {
 	errs       Errors
 	streamIdle time.Duration
 	media      *livepeer.MediaFetcher
+	// maxResponse is the server's cap on a sent message (Config.MaxMessageSize): inline
+	// media must fit in it, or grpc would refuse to send the response after every file
+	// had been fetched.
+	maxResponse int
 }
+
+// inlineFieldOverhead is room kept per file for what inlining adds around the bytes:
+// the content and content_type tags and lengths, the content type itself and the growth
+// of the result's own length prefix. The exact size is checked after each file.
+const inlineFieldOverhead = 64
 
 // inline fetches result media into the response when the caller asked for it. Every
 // URL is checked before anything is fetched, so a refused host means no fetch at all.
-// set stores file i's bytes and content type.
-func (s *service) inline(ctx context.Context, want bool, urls []string, set func(i int, data []byte, contentType string)) error {
+// set stores file i's bytes and content type into out, the whole response.
+//
+// The response must fit in one message of maxResponse bytes, so the files are fetched
+// against a budget: each fetch may read at most what is left once the rest of the
+// response is counted (and never more than the per-file cap). When the budget runs out
+// the call fails with MEDIA_TOO_LARGE before anything more is fetched, instead of
+// fetching everything and then failing to send.
+func (s *service) inline(ctx context.Context, want bool, out proto.Message, urls []string, set func(i int, data []byte, contentType string)) error {
 	if !want {
 		return nil
 	}
@@ -33,23 +50,41 @@ func (s *service) inline(ctx context.Context, want bool, urls []string, set func
 			return s.fail(ctx, err)
 		}
 	}
+	perFile := s.media.MaxBytes()
 	for i, u := range urls {
-		data, ct, err := s.media.Fetch(ctx, u)
+		// Room for this file: the cap, less the response so far (every URL, seed and
+		// file already inlined) and the fields of this and every later file. For the
+		// first file this also refuses, before any fetch, a result count that could not
+		// fit even with empty files.
+		room := int64(s.maxResponse) - int64(proto.Size(out)) - int64(len(urls)-i)*inlineFieldOverhead
+		limit := min(perFile, room)
+		if limit <= 0 {
+			return s.errs.InlineMediaTooLarge(s.maxResponse, perFile, len(urls), i)
+		}
+		data, ct, err := s.media.FetchLimit(ctx, u, limit)
+		var tooLarge *livepeer.MediaTooLargeError
+		if errors.As(err, &tooLarge) && limit < perFile {
+			// Within the per-file cap, but not within what is left of the response.
+			return s.errs.InlineMediaTooLarge(s.maxResponse, perFile, len(urls), i)
+		}
 		if err != nil {
 			return s.fail(ctx, err)
 		}
 		set(i, data, ct)
+		if proto.Size(out) > s.maxResponse {
+			return s.errs.InlineMediaTooLarge(s.maxResponse, perFile, len(urls), i)
+		}
 	}
 	return nil
 }
 
-// inlineImages is inline for a list of Media.
-func (s *service) inlineImages(ctx context.Context, want bool, ms []*generationv1.Media) error {
+// inlineImages is inline for a list of Media in response out.
+func (s *service) inlineImages(ctx context.Context, want bool, out proto.Message, ms []*generationv1.Media) error {
 	urls := make([]string, len(ms))
 	for i, m := range ms {
 		urls[i] = m.GetUrl()
 	}
-	return s.inline(ctx, want, urls, func(i int, data []byte, ct string) { ms[i].Content, ms[i].ContentType = data, ct })
+	return s.inline(ctx, want, out, urls, func(i int, data []byte, ct string) { ms[i].Content, ms[i].ContentType = data, ct })
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }
@@ -107,7 +142,7 @@ func (s *service) TextToImage(ctx context.Context, r *generationv1.TextToImageRe
 		return nil, s.fail(ctx, err)
 	}
 	out := &generationv1.TextToImageResponse{Images: media(res.Images)}
-	if err := s.inlineImages(ctx, r.GetInlineMedia(), out.Images); err != nil {
+	if err := s.inlineImages(ctx, r.GetInlineMedia(), out, out.Images); err != nil {
 		return nil, err
 	}
 	return out, nil
@@ -135,7 +170,7 @@ func (s *service) ImageToImage(ctx context.Context, r *generationv1.ImageToImage
 		return nil, s.fail(ctx, err)
 	}
 	out := &generationv1.ImageToImageResponse{Images: media(res.Images)}
-	if err := s.inlineImages(ctx, r.GetInlineMedia(), out.Images); err != nil {
+	if err := s.inlineImages(ctx, r.GetInlineMedia(), out, out.Images); err != nil {
 		return nil, err
 	}
 	return out, nil
@@ -161,7 +196,7 @@ func (s *service) ImageToVideo(ctx context.Context, r *generationv1.ImageToVideo
 		return nil, s.fail(ctx, err)
 	}
 	out := &generationv1.ImageToVideoResponse{Images: media(res.Images)}
-	if err := s.inlineImages(ctx, r.GetInlineMedia(), out.Images); err != nil {
+	if err := s.inlineImages(ctx, r.GetInlineMedia(), out, out.Images); err != nil {
 		return nil, err
 	}
 	return out, nil
@@ -183,7 +218,7 @@ func (s *service) Upscale(ctx context.Context, r *generationv1.UpscaleRequest) (
 		return nil, s.fail(ctx, err)
 	}
 	out := &generationv1.UpscaleResponse{Images: media(res.Images)}
-	if err := s.inlineImages(ctx, r.GetInlineMedia(), out.Images); err != nil {
+	if err := s.inlineImages(ctx, r.GetInlineMedia(), out, out.Images); err != nil {
 		return nil, err
 	}
 	return out, nil
@@ -278,7 +313,7 @@ func llmChoices(cs []livepeer.LLMChoice) []*generationv1.LLMChoice {
 }
 
 func (s *service) LLM(ctx context.Context, r *generationv1.LLMRequest) (*generationv1.LLMResponse, error) {
-	if v := validateLLM(r.GetMessages(), r.MaxTokens, r.TopP); len(v) > 0 {
+	if v := validateLLM(r.GetMessages(), r.Temperature, r.MaxTokens, r.TopP, r.TopK); len(v) > 0 {
 		return nil, s.invalid(v)
 	}
 	res, err := s.up.LLM(ctx, llmRequest(r.GetMessages(), r.GetModel(), r.Temperature, r.MaxTokens, r.TopP, r.TopK))
@@ -316,7 +351,7 @@ func (s *service) TextToSpeech(ctx context.Context, r *generationv1.TextToSpeech
 		return nil, s.fail(ctx, err)
 	}
 	out := &generationv1.TextToSpeechResponse{Audio: &generationv1.MediaURL{Url: res.Audio.URL}}
-	err = s.inline(ctx, r.GetInlineMedia(), []string{res.Audio.URL}, func(_ int, data []byte, ct string) {
+	err = s.inline(ctx, r.GetInlineMedia(), out, []string{res.Audio.URL}, func(_ int, data []byte, ct string) {
 		out.Audio.Content, out.Audio.ContentType = data, ct
 	})
 	if err != nil {
@@ -327,7 +362,7 @@ func (s *service) TextToSpeech(ctx context.Context, r *generationv1.TextToSpeech
 
 func (s *service) LLMStream(r *generationv1.LLMStreamRequest, stream generationv1.GenerationService_LLMStreamServer) error {
 	ctx := stream.Context()
-	if v := validateLLM(r.GetMessages(), r.MaxTokens, r.TopP); len(v) > 0 {
+	if v := validateLLM(r.GetMessages(), r.Temperature, r.MaxTokens, r.TopP, r.TopK); len(v) > 0 {
 		return s.invalid(v)
 	}
 	up, err := s.up.LLMStream(ctx, llmRequest(r.GetMessages(), r.GetModel(), r.Temperature, r.MaxTokens, r.TopP, r.TopK), s.streamIdle)

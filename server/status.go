@@ -172,6 +172,22 @@ func (e Errors) Internal(requestID string) error {
 		map[string]string{"requestId": requestID})
 }
 
+// InlineMediaTooLarge is the status when inline_media results do not fit in one
+// response message of maxResponse bytes: result index failedAt (of results) would not
+// fit, and nothing after it was fetched. It is
+// RESOURCE_EXHAUSTED like the per-file cap and like grpc's own refusal of an oversized
+// message, so callers handle one code for "too big to inline"; the remedy is the same.
+func (e Errors) InlineMediaTooLarge(maxResponse int, maxMedia int64, results, failedAt int) error {
+	return e.New(codes.ResourceExhausted, generationv1.ErrorReason_ERROR_REASON_MEDIA_TOO_LARGE,
+		fmt.Sprintf("inline_media: the results do not fit in one response: genservice sends at most %d bytes per message and result %d of %d would go past that; call without inline_media and fetch the URLs, or ask for fewer results; to receive responses that large, a client's receive limit must allow %d bytes too (gRPC's default is 4 MiB)",
+			maxResponse, failedAt+1, results, maxResponse),
+		map[string]string{
+			"maxResponseBytes": strconv.Itoa(maxResponse),
+			"maxMediaBytes":    strconv.FormatInt(maxMedia, 10),
+			"results":          strconv.Itoa(results),
+		})
+}
+
 // FieldViolation is one invalid request field.
 type FieldViolation struct {
 	Field       string
@@ -232,12 +248,17 @@ func (e Errors) Upstream(err error, requestID string) error {
 		mtl *livepeer.MediaTooLargeError
 		mfe *livepeer.MediaFetchError
 		sie *livepeer.StreamIdleError
+		ipe *livepeer.InvalidParamError
 	)
 	switch {
 	case errors.Is(err, context.DeadlineExceeded):
 		return status.Error(codes.DeadlineExceeded, "the call's deadline passed before the gateway answered")
 	case errors.Is(err, context.Canceled):
 		return status.Error(codes.Canceled, "the call was cancelled")
+	case errors.As(err, &ipe):
+		// Validation normally refuses such values first; this is the encoder's own
+		// refusal to send them, and nothing was sent.
+		return e.InvalidRequest([]FieldViolation{{Field: ipe.Field, Description: ipe.Reason}})
 	case errors.As(err, &se):
 		return e.upstreamStatus(se)
 	case errors.As(err, &te):
