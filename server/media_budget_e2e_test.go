@@ -32,7 +32,7 @@ const (
 func budgetHarness(t *testing.T, cdn *stHost) *harness {
 	t.Helper()
 	return newHarness(t, withServer(func(c *server.Config) {
-		c.MaxMessageSize = budgetMaxMessage
+		c.MaxSendMessageSize = budgetMaxMessage
 		c.MaxMediaBytes = 64 << 10
 		c.MediaAllowHosts = []string{"localhost:" + cdn.port()}
 	}))
@@ -123,7 +123,7 @@ func TestE2E_Media_ResponseBudgetSingleFile(t *testing.T) {
 	big := bytes.Repeat([]byte("RIFF"), (60<<10)/4)
 	cdn := stNewHost(t, stBytes("audio/wav", big))
 	h := newHarness(t, withServer(func(c *server.Config) {
-		c.MaxMessageSize = 50 << 10
+		c.MaxSendMessageSize = 50 << 10
 		c.MaxMediaBytes = 1 << 20
 		c.MediaAllowHosts = []string{"localhost:" + cdn.port()}
 	}))
@@ -149,7 +149,7 @@ func TestE2E_Media_ResponseBudgetTooManyResults(t *testing.T) {
 	cdn := stNewHost(t, stBytes("image/png", bytes.Repeat([]byte{'x'}, 100)))
 	const limit = 6 << 10
 	h := newHarness(t, withServer(func(c *server.Config) {
-		c.MaxMessageSize = limit
+		c.MaxSendMessageSize = limit
 		c.MediaAllowHosts = []string{"localhost:" + cdn.port()}
 	}))
 	urls := make([]string, 100)

@@ -226,7 +226,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.grpc = grpc.NewServer(opts...)
 	generationv1.RegisterGenerationServiceServer(s.grpc, &service{
-		up: cfg.Upstream, errs: s.errs, streamIdle: cfg.StreamIdleTimeout, maxResponse: cfg.MaxMessageSize,
+		up: cfg.Upstream, errs: s.errs, streamIdle: cfg.StreamIdleTimeout, maxResponse: cfg.MaxSendMessageSize,
 		media: cfg.Upstream.NewMediaFetcher(livepeer.MediaConfig{AllowHosts: cfg.MediaAllowHosts, MaxBytes: cfg.MaxMediaBytes}),
 	})
 	s.health = health.NewServer()

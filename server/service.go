@@ -21,7 +21,7 @@ type service struct {
 	errs       Errors
 	streamIdle time.Duration
 	media      *livepeer.MediaFetcher
-	// maxResponse is the server's cap on a sent message (Config.MaxMessageSize): inline
+	// maxResponse is the server's cap on a sent message (Config.MaxSendMessageSize): inline
 	// media must fit in it, or grpc would refuse to send the response after every file
 	// had been fetched.
 	maxResponse int
