@@ -259,8 +259,10 @@ func TestTLS_Principal(t *testing.T) {
 		opts certgen.LeafOptions
 		want string
 	}{
+		// One URI SAN: an X.509-SVID has exactly one, and a second is refused
+		// (TestIdentity_UnusableCertificates).
 		{"spiffe beats DNS and CN", certgen.LeafOptions{CommonName: "cn-a", DNSNames: []string{"a.example", "b.example"},
-			URIs: []string{"https://not-spiffe.example/x", "spiffe://prod.example/ns/team/sa/api"}}, "spiffe://prod.example/ns/team/sa/api"},
+			URIs: []string{"spiffe://prod.example/ns/team/sa/api"}}, "spiffe://prod.example/ns/team/sa/api"},
 		{"first DNS SAN beats CN and non-SPIFFE URIs", certgen.LeafOptions{CommonName: "cn-b", DNSNames: []string{"first.example", "second.example"},
 			URIs: []string{"https://not-spiffe.example/x"}}, "first.example"},
 		{"CN as a last resort", certgen.LeafOptions{CommonName: "batch-job-7"}, "batch-job-7"},
