@@ -4,7 +4,6 @@ import (
 	"context"
 	"strings"
 	"testing"
-	"unicode/utf8"
 
 	"google.golang.org/grpc/metadata"
 )
@@ -81,8 +80,8 @@ func TestMeshPrincipal(t *testing.T) {
 	}
 	for _, tt := range tests {
 		ctx := metadata.NewIncomingContext(context.Background(), metadata.Pairs(tt.header, tt.value))
-		p, ok := meshPrincipal(ctx, tt.mode)
-		if ok != tt.ok || p.Name != tt.want {
+		p, err := meshPrincipal(ctx, tt.mode)
+		if ok := err == nil; ok != tt.ok || p.Name != tt.want {
 			t.Errorf("mode %q %s=%q: got %q %v, want %q %v", tt.mode, tt.header, tt.value, p.Name, ok, tt.want, tt.ok)
 		}
 	}
@@ -112,9 +111,8 @@ func FuzzParseXFCC(f *testing.F) {
 					total += len(v)
 				}
 			}
-			if _, ok := xfccPrincipal(e); ok && utf8.ValidString(h) {
-				continue
-			}
+			p, err := xfccPrincipal(e)
+			checkIdentityOutput(t, p, err)
 		}
 		if total > len(h) {
 			t.Fatalf("values (%d bytes) longer than the header (%d)", total, len(h))

@@ -8,12 +8,14 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -217,10 +219,15 @@ func (h *handshakeLogger) Clone() credentials.TransportCredentials {
 	return &handshakeLogger{TransportCredentials: h.TransportCredentials.Clone(), log: h.log}
 }
 
-// handshakeReason classifies a handshake error for operators.
+// handshakeReason classifies a handshake error for operators. It matches crypto/tls's
+// and crypto/x509's error types where they have them; the rest are plain errors whose
+// text is the only thing to go by, so they are matched by their exact leading words
+// (a message containing "protocol version" is what the client sees, not the server).
 func handshakeReason(err error) string {
 	var unknown x509.UnknownAuthorityError
 	var invalid x509.CertificateInvalidError
+	var record tls.RecordHeaderError
+	var op *net.OpError
 	switch {
 	case errors.As(err, &unknown):
 		return "client certificate from an unknown CA"
@@ -228,17 +235,55 @@ func handshakeReason(err error) string {
 		return "client certificate expired or not yet valid"
 	case errors.As(err, &invalid):
 		return "client certificate invalid"
+	case errors.As(err, &record):
+		return "not TLS (plaintext client?)"
+	case errors.As(err, &op) && op.Op == "remote error":
+		return remoteAlertReason(op.Err)
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return "handshake timed out"
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE):
+		return "client closed the connection during the handshake"
 	}
 	msg := err.Error()
 	switch {
-	case strings.Contains(msg, "protocol version"):
+	case strings.HasPrefix(msg, "tls: client offered only unsupported versions"):
 		return "client does not support TLS 1.3"
-	case strings.Contains(msg, "first record does not look like a TLS handshake"):
-		return "not TLS (plaintext client?)"
-	case strings.Contains(msg, "EOF"), strings.Contains(msg, "reset by peer"):
-		return "client closed the connection during the handshake"
-	case strings.Contains(msg, "timeout"), strings.Contains(msg, "deadline"):
+	case strings.HasPrefix(msg, "tls: client requested unsupported application protocols"):
+		return "client does not offer HTTP/2 (ALPN h2)"
+	case strings.HasPrefix(msg, "tls: no cipher suite supported by both client and server"):
+		return "no cipher suite in common with the client"
+	case strings.HasPrefix(msg, "tls: failed to parse client certificate"):
+		return "client certificate unparsable"
+	case strings.Contains(msg, "timeout"):
 		return "handshake timed out"
 	}
 	return "handshake error"
+}
+
+// remoteAlertReason names the alert a client aborted the handshake with. crypto/tls
+// reports it as an unexported type inside a "remote error" net.OpError, so it is
+// compared by the text crypto/tls's exported AlertError gives the same alert number.
+func remoteAlertReason(alert error) string {
+	if alert == nil {
+		return "client aborted the handshake"
+	}
+	is := func(codes ...uint8) bool {
+		for _, c := range codes {
+			if alert.Error() == tls.AlertError(c).Error() {
+				return true
+			}
+		}
+		return false
+	}
+	switch {
+	// bad_certificate, unsupported_certificate, certificate_revoked,
+	// certificate_expired, certificate_unknown, unknown_ca (RFC 8446 §6.2).
+	case is(42, 43, 44, 45, 46, 48):
+		return "client rejected the server's certificate"
+	case is(70): // protocol_version
+		return "client does not support TLS 1.3"
+	case is(120): // no_application_protocol
+		return "client does not offer HTTP/2 (ALPN h2)"
+	}
+	return "client aborted the handshake"
 }

@@ -165,6 +165,76 @@ func TestTLS_OldProtocolRefused(t *testing.T) {
 	requireHandshakeFailure(t, h, h.dialTLS(t, conf))
 }
 
+// TestTLS_HandshakeLogReasons: a failed handshake is logged with a reason an operator
+// can act on; a connection without a client certificate is not a failed handshake.
+func TestTLS_HandshakeLogReasons(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name   string
+		conf   func(t *testing.T, h *harness) *tls.Config
+		reason string // "" = no handshake failure may be logged
+	}{
+		{"TLS 1.2 only client", func(t *testing.T, h *harness) *tls.Config {
+			conf := h.clientTLS(&h.pki.client.TLS)
+			conf.MinVersion, conf.MaxVersion = tls.VersionTLS12, tls.VersionTLS12
+			return conf
+		}, "client does not support TLS 1.3"},
+		{"client certificate from a foreign CA", func(t *testing.T, h *harness) *tls.Config {
+			other, err := certgen.NewCA("some other CA", time.Hour)
+			if err != nil {
+				t.Fatal(err)
+			}
+			leaf, err := other.Issue(certgen.LeafOptions{URIs: []string{defaultPrincipal}, Client: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			conf := h.clientTLS(nil)
+			conf.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &leaf.TLS, nil }
+			return conf
+		}, "client certificate from an unknown CA"},
+		{"client does not trust the server", func(t *testing.T, h *harness) *tls.Config {
+			untrusted, err := certgen.NewCA("untrusted", time.Hour)
+			if err != nil {
+				t.Fatal(err)
+			}
+			conf := h.clientTLS(&h.pki.client.TLS)
+			conf.RootCAs = untrusted.Pool()
+			return conf
+		}, "client rejected the server's certificate"},
+		{"no client certificate", func(t *testing.T, h *harness) *tls.Config { return h.clientTLS(nil) }, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			h := newHarness(t)
+			conn := h.dialTLS(t, tc.conf(t, h))
+			failures := func() []logLine {
+				var out []logLine
+				for _, l := range h.lines(t) {
+					if l.str("msg") == "TLS handshake failed" {
+						out = append(out, l)
+					}
+				}
+				return out
+			}
+			if tc.reason == "" {
+				_, err := generationv1.NewGenerationServiceClient(conn).TextToImage(ctxTimeout(t, 5*time.Second), &generationv1.TextToImageRequest{Prompt: "p"})
+				requireStatus(t, err, codes.Unauthenticated, "CLIENT_CERTIFICATE_REQUIRED")
+				if f := failures(); len(f) != 0 {
+					t.Errorf("a connection without a client certificate was logged as a failed handshake: %v", f)
+				}
+				return
+			}
+			requireHandshakeFailure(t, h, conn)
+			eventually(t, 5*time.Second, func() bool { return len(failures()) > 0 }, "a TLS handshake failed log line")
+			for _, l := range failures() {
+				if l.str("reason") != tc.reason {
+					t.Errorf("reason = %q, want %q (error %q)", l.str("reason"), tc.reason, l.str("error"))
+				}
+			}
+		})
+	}
+}
+
 // TestTLS_ServerIdentity: the client verifies the server's certificate: a client that
 // does not trust the harness CA fails.
 func TestTLS_ServerIdentity(t *testing.T) {
@@ -189,8 +259,10 @@ func TestTLS_Principal(t *testing.T) {
 		opts certgen.LeafOptions
 		want string
 	}{
+		// One URI SAN: an X.509-SVID has exactly one, and a second is refused
+		// (TestIdentity_UnusableCertificates).
 		{"spiffe beats DNS and CN", certgen.LeafOptions{CommonName: "cn-a", DNSNames: []string{"a.example", "b.example"},
-			URIs: []string{"https://not-spiffe.example/x", "spiffe://prod.example/ns/team/sa/api"}}, "spiffe://prod.example/ns/team/sa/api"},
+			URIs: []string{"spiffe://prod.example/ns/team/sa/api"}}, "spiffe://prod.example/ns/team/sa/api"},
 		{"first DNS SAN beats CN and non-SPIFFE URIs", certgen.LeafOptions{CommonName: "cn-b", DNSNames: []string{"first.example", "second.example"},
 			URIs: []string{"https://not-spiffe.example/x"}}, "first.example"},
 		{"CN as a last resort", certgen.LeafOptions{CommonName: "batch-job-7"}, "batch-job-7"},

@@ -69,6 +69,10 @@ type LeafOptions struct {
 	Server, Client bool
 	// NotBefore and NotAfter default to one minute ago and one day from now.
 	NotBefore, NotAfter time.Time
+	// CA marks the certificate as a CA (BasicConstraints CA:TRUE, keyCertSign), and
+	// CertSign sets only the keyCertSign key usage: tests use them to check that a CA
+	// certificate presented as a client leaf is not taken for a caller.
+	CA, CertSign bool
 }
 
 // Leaf is an issued certificate with its key.
@@ -107,6 +111,13 @@ func (ca *CA) Issue(o LeafOptions) (*Leaf, error) {
 			return nil, err
 		}
 		tmpl.URIs = append(tmpl.URIs, u)
+	}
+	if o.CA {
+		tmpl.BasicConstraintsValid, tmpl.IsCA = true, true
+		tmpl.KeyUsage |= x509.KeyUsageCertSign
+	}
+	if o.CertSign {
+		tmpl.KeyUsage |= x509.KeyUsageCertSign
 	}
 	if o.Server {
 		tmpl.ExtKeyUsage = append(tmpl.ExtKeyUsage, x509.ExtKeyUsageServerAuth)
