@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"strings"
 	"sync/atomic"
@@ -27,14 +28,17 @@ func (s *Server) tap(ctx context.Context, info *tap.Info) (context.Context, erro
 	}
 	if _, err := s.identify(ctx); err != nil {
 		refusal := s.errs.Unidentified(err, info.FullMethodName, s.mesh)
-		s.refusals.record(ctx, info.FullMethodName, refusal)
+		// A peer that presented a CA-verified certificate is accountable and rare: its
+		// refusal is always logged. Anonymous refusals are rate-limited.
+		var ie *IdentityError
+		s.refusals.record(ctx, info.FullMethodName, refusal, !errors.As(err, &ie))
 		return ctx, refusal
 	}
 	return ctx, nil
 }
 
-// refusalLog logs and counts calls the tap refuses. They are the cheapest calls an
-// attacker can make, so the log is rate-limited (the metric is not).
+// refusalLog logs and counts calls the tap refuses. Anonymous ones are the cheapest
+// calls an attacker can make, so their log lines are rate-limited (the metric is not).
 type refusalLog struct {
 	log        *slog.Logger
 	metrics    *metrics.Metrics
@@ -47,13 +51,13 @@ func newRefusalLog(log *slog.Logger, m *metrics.Metrics) *refusalLog {
 }
 
 // record is called on the transport's reader goroutine: it must not block.
-func (r *refusalLog) record(ctx context.Context, method string, err error) {
+func (r *refusalLog) record(ctx context.Context, method string, err error, anonymous bool) {
 	st, _ := status.FromError(err)
 	reason := reasonOf(st)
 	if r.metrics != nil {
 		r.metrics.CallDone(method[strings.LastIndexByte(method, '/')+1:], "none", codes.Unauthenticated.String(), reason, 0, true)
 	}
-	if !r.limiter.Allow() {
+	if anonymous && !r.limiter.Allow() {
 		r.suppressed.Add(1)
 		return
 	}
