@@ -1,7 +1,6 @@
 package livepeer
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -130,12 +129,3 @@ func (StaticKey) GoString() string             { return redacted }
 func (StaticKey) Format(f fmt.State, _ rune)   { _, _ = f.Write([]byte(redacted)) }
 func (StaticKey) LogValue() slog.Value         { return slog.StringValue(redacted) }
 func (StaticKey) MarshalText() ([]byte, error) { return []byte(redacted), nil }
-
-// Redact replaces every occurrence of the key in b with [REDACTED]. Upstream error
-// bodies sometimes echo the Authorization header; this runs before they are parsed.
-func (k APIKey) Redact(b []byte) []byte {
-	if k.raw() == "" || !bytes.Contains(b, []byte(k.raw())) {
-		return b
-	}
-	return bytes.ReplaceAll(b, []byte(k.raw()), []byte(redacted))
-}
