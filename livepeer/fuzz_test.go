@@ -81,7 +81,7 @@ func FuzzParseRetryAfter(f *testing.F) {
 	})
 }
 
-var keyErrors = []error{ErrKeyEmpty, ErrKeyWhitespace, ErrKeyBearer, ErrKeyPlaceholder, ErrKeyControl}
+var keyErrors = []error{ErrKeyEmpty, ErrKeyWhitespace, ErrKeyBearer, ErrKeyPlaceholder, ErrKeyControl, ErrKeyNotPrintable, ErrKeyFileTooLarge}
 
 func FuzzParseKey(f *testing.F) {
 	for _, s := range []string{
@@ -127,6 +127,11 @@ func FuzzParseKey(f *testing.F) {
 		for _, r := range raw {
 			if unicode.IsSpace(r) || unicode.IsControl(r) {
 				t.Fatalf("ParseKey(%q) accepted a key with %U", raw, r)
+			}
+		}
+		for i := 0; i < len(raw); i++ {
+			if raw[i] < 0x21 || raw[i] > 0x7e {
+				t.Fatalf("ParseKey(%q) accepted a key with byte %#x, outside printable ASCII", raw, raw[i])
 			}
 		}
 		// The header the client will send must be exactly "Bearer <raw>".

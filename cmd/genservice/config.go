@@ -287,6 +287,10 @@ func loopbackListen(addr string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
+// readKeyFile is how `genservice serve` reads LIVEPEER_API_KEY_FILE: regular files only
+// (a FIFO would hang start-up), at most livepeer.MaxKeyFileSize bytes.
+var readKeyFile = livepeer.ReadKeyFile
+
 // loadKey reads the backend key from LIVEPEER_API_KEY_FILE (preferred: rotatable) or
 // LIVEPEER_API_KEY. There is deliberately no flag: flags show in ps.
 func (c *serveConfig) loadKey(getenv func(string) string, readFile func(string) ([]byte, error)) error {
@@ -297,7 +301,7 @@ func (c *serveConfig) loadKey(getenv func(string) string, readFile func(string) 
 	case file != "":
 		data, err := readFile(file)
 		if err != nil {
-			return fmt.Errorf("LIVEPEER_API_KEY_FILE: cannot read the key file: %v", err)
+			return fmt.Errorf("LIVEPEER_API_KEY_FILE: cannot read the key file: %w", err)
 		}
 		k, err := livepeer.ParseKeyFile(data)
 		if err != nil {

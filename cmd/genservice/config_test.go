@@ -6,10 +6,14 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
+	"genservice/internal/secretdir"
 	"genservice/livepeer"
 	"genservice/server"
 )
@@ -154,6 +158,10 @@ func TestParseServeKeyErrors(t *testing.T) {
 		{"file placeholder", env{"LIVEPEER_API_KEY_FILE": "/run/secrets/k"}, files{"/run/secrets/k": livepeer.PlaceholderKey + "\n"}, []string{"LIVEPEER_API_KEY_FILE", livepeer.ErrKeyPlaceholder.Error()}},
 		{"file empty", env{"LIVEPEER_API_KEY_FILE": "/run/secrets/k"}, files{"/run/secrets/k": "\n"}, []string{"LIVEPEER_API_KEY_FILE", livepeer.ErrKeyEmpty.Error()}},
 		{"file unreadable", env{"LIVEPEER_API_KEY_FILE": "/run/secrets/missing"}, files{}, []string{"LIVEPEER_API_KEY_FILE", "cannot read", "/run/secrets/missing"}},
+		{"env en dash", env{"LIVEPEER_API_KEY": "canary\u2013key-123456789"}, nil, []string{"LIVEPEER_API_KEY", "printable ASCII"}},
+		{"env invalid UTF-8", env{"LIVEPEER_API_KEY": canaryKey + "\xff"}, nil, []string{"LIVEPEER_API_KEY", "printable ASCII"}},
+		{"file non-ASCII", env{"LIVEPEER_API_KEY_FILE": "/run/secrets/k"}, files{"/run/secrets/k": canaryKey + "é\n"}, []string{"LIVEPEER_API_KEY_FILE", "/run/secrets/k", "printable ASCII"}},
+		{"file too large", env{"LIVEPEER_API_KEY_FILE": "/run/secrets/k"}, files{"/run/secrets/k": canaryKey + strings.Repeat("x", 5000)}, []string{"LIVEPEER_API_KEY_FILE", "/run/secrets/k", "larger than 4096 bytes"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			msg := parseErr(t, withTLS(), tc.env, tc.files)
@@ -174,6 +182,36 @@ func TestParseServeKeyFile(t *testing.T) {
 		if c.KeyOrigin != "file /run/secrets/k" {
 			t.Errorf("KeyOrigin = %q", c.KeyOrigin)
 		}
+	}
+}
+
+// TestParseServeRealKeyFileReader: serve's own reader (the one main passes) accepts a
+// Kubernetes Secret volume, where the file is a symlink to a regular file, and refuses a
+// FIFO at once instead of blocking.
+func TestParseServeRealKeyFileReader(t *testing.T) {
+	sec := secretdir.New(t, t.TempDir(), map[string][]byte{"api-key": []byte(canaryKey + "\n")})
+	c, err := parseServe(withTLS(), env{"LIVEPEER_API_KEY_FILE": sec.Path("api-key")}.get, readKeyFile)
+	if err != nil || !c.Key.Equal(mustKey(canaryKey)) {
+		t.Fatalf("Secret volume key file: %v", err)
+	}
+	fifo := filepath.Join(t.TempDir(), "api-key")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Skipf("mkfifo: %v", err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := parseServe(withTLS(), env{"LIVEPEER_API_KEY_FILE": fifo}.get, readKeyFile)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		wantAll(t, fmt.Sprint(err), "LIVEPEER_API_KEY_FILE", fifo, "named pipe", "not a regular file")
+	case <-time.After(time.Second):
+		if w, err := os.OpenFile(fifo, os.O_WRONLY|syscall.O_NONBLOCK, 0); err == nil {
+			_ = w.Close() // release the blocked reader
+		}
+		<-done
+		t.Fatal("reading a FIFO key file blocked")
 	}
 }
 
