@@ -17,28 +17,31 @@ import (
 
 // serveConfig is everything `genservice serve` needs, after validation.
 type serveConfig struct {
-	Listen         string
-	TLS            server.TLSFiles
-	GatewayURL     string
-	GatewayCA      string
-	MaxMessageSize int
-	ShutdownGrace  time.Duration
-	DrainDelay     time.Duration
-	LogLevel       slog.Level
-	ErrorDomain    string
-	MaxAttempts    int
-	ConnectTimeout time.Duration
-	StreamIdle     time.Duration
-	PolicyFile     string
-	MaxInFlight    int
-	Mesh           string
-	MeshAck        bool
-	MaxConnAge     time.Duration
-	MaxConnGrace   time.Duration
-	AdminListen    string
-	MediaAllow     []string
-	MaxMediaBytes  int
-	Timeouts       map[string]time.Duration
+	Listen     string
+	TLS        server.TLSFiles
+	GatewayURL string
+	GatewayCA  string
+	// AllowPlaintextGateway permits an http:// gateway URL to a non-loopback host,
+	// for a gateway reached through a mesh sidecar or another encrypted tunnel.
+	AllowPlaintextGateway bool
+	MaxMessageSize        int
+	ShutdownGrace         time.Duration
+	DrainDelay            time.Duration
+	LogLevel              slog.Level
+	ErrorDomain           string
+	MaxAttempts           int
+	ConnectTimeout        time.Duration
+	StreamIdle            time.Duration
+	PolicyFile            string
+	MaxInFlight           int
+	Mesh                  string
+	MeshAck               bool
+	MaxConnAge            time.Duration
+	MaxConnGrace          time.Duration
+	AdminListen           string
+	MediaAllow            []string
+	MaxMediaBytes         int
+	Timeouts              map[string]time.Duration
 
 	Key livepeer.APIKey
 	// KeyFile is set when the key came from LIVEPEER_API_KEY_FILE; it is then watched.
@@ -158,6 +161,7 @@ func serveFlags(fs *flag.FlagSet, c *serveConfig) {
 	fs.StringVar(&c.TLS.KeyFile, "tls-key", "", "PEM file with the server certificate's private key (required)")
 	fs.StringVar(&c.TLS.ClientCAFile, "client-ca", "", "PEM bundle of the CAs that issue callers' client certificates (required)")
 	fs.StringVar(&c.GatewayURL, "gateway-url", livepeer.DefaultGatewayURL, "base URL of the Livepeer gateway; also LIVEPEER_GATEWAY_URL")
+	fs.BoolVar(&c.AllowPlaintextGateway, "allow-plaintext-gateway", false, "allow an http:// --gateway-url to a non-loopback host, which carries the backend API key in cleartext: only for a gateway reached through a mesh sidecar or another encrypted tunnel")
 	fs.StringVar(&c.GatewayCA, "gateway-ca", "", "PEM bundle trusted for the gateway's TLS certificate instead of the system roots (optional)")
 	fs.Var(maxMsg, "max-message-size", "largest request or response message, in bytes or with KiB/MiB/GiB (default 32MiB)")
 	fs.DurationVar(&c.ShutdownGrace, "shutdown-grace", 30*time.Second, "on SIGTERM, how long in-flight calls may run before they are cut")
@@ -247,8 +251,12 @@ func (c *serveConfig) validate(getenv func(string) string, readFile func(string)
 	if c.MaxConnGrace <= 0 {
 		bad("--max-connection-age-grace (GENSERVICE_MAX_CONNECTION_AGE_GRACE) must be positive")
 	}
-	if _, err := livepeer.ParseGatewayURL(c.GatewayURL); err != nil {
+	if u, err := livepeer.ParseGatewayURL(c.GatewayURL); err != nil {
 		bad("--gateway-url (GENSERVICE_GATEWAY_URL or LIVEPEER_GATEWAY_URL): %v", err)
+	} else if u.Scheme == "http" && !c.AllowPlaintextGateway && !loopbackHost(u.Hostname()) {
+		// Every request carries "Authorization: Bearer <key>": over plain http to
+		// another host, anyone on the path reads the key (DESIGN §6).
+		bad("--gateway-url (GENSERVICE_GATEWAY_URL or LIVEPEER_GATEWAY_URL) is plain http:// to %s, which is not a loopback address: the backend API key would cross the network in cleartext. Use https://, or pass --allow-plaintext-gateway (GENSERVICE_ALLOW_PLAINTEXT_GATEWAY=true) if the gateway is reached through a mesh sidecar or another encrypted tunnel", u.Host)
 	}
 	if c.ShutdownGrace < 0 {
 		bad("--shutdown-grace (GENSERVICE_SHUTDOWN_GRACE) must not be negative")
@@ -281,6 +289,17 @@ func loopbackListen(addr string) bool {
 		return false
 	}
 	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// loopbackHost reports whether a URL's host (without port or brackets) is loopback:
+// 127.0.0.0/8, ::1, or the name localhost. Other names, even ones that end in
+// localhost or that resolve to a loopback address today, are not: DNS can change.
+func loopbackHost(host string) bool {
+	if strings.EqualFold(host, "localhost") {
 		return true
 	}
 	ip := net.ParseIP(host)
