@@ -321,8 +321,10 @@ func (c *Client) send(ctx context.Context, pipeline string, b *body, accept stri
 				cancel()
 				return nil, nil, nil, ctxCause(ctx, pipeline)
 			}
-			terr := &TransportError{Pipeline: pipeline, Err: err}
-			if attempt < c.maxAttempts && isConnectError(err) && c.backoff(ctx, pipeline, attempt, 0, "connect error: "+Sanitize(err.Error())) {
+			// net/http quotes what a broken gateway sent (a malformed status or header
+			// line) in its errors, so the error's text is redacted like a body.
+			terr := &TransportError{Pipeline: pipeline, Err: err, redactor: newKeyRedactor(key, c.keys.Key())}
+			if attempt < c.maxAttempts && isConnectError(err) && c.backoff(ctx, pipeline, attempt, 0, "connect error: "+terr.detail()) {
 				continue
 			}
 			cancel()
@@ -474,9 +476,11 @@ func ctxError(ctx context.Context) error {
 func (c *Client) statusError(pipeline string, resp *http.Response, key APIKey) *StatusError {
 	defer resp.Body.Close()
 	raw, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
-	// A gateway or proxy may echo the Authorization header back; scrub the key before
-	// anything of the body reaches a status or a log.
-	msg, violations := ParseErrorBody(key.Redact(raw))
+	// A gateway or proxy may echo the Authorization header back, escaped or cut: the key
+	// (and any long fragment of it) is scrubbed from the decoded, sanitized text before
+	// anything of the body reaches a status or a log. The current key is scrubbed too, in
+	// case it changed while this request was out.
+	msg, violations := parseErrorBody(raw, key, c.keys.Key())
 	e := &StatusError{Pipeline: pipeline, StatusCode: resp.StatusCode, Message: msg, Violations: violations}
 	if ra := resp.Header.Get("Retry-After"); ra != "" {
 		e.RetryAfter, e.HasRetryAfter = ParseRetryAfter(ra, time.Now())
@@ -505,7 +509,8 @@ func (c *Client) decode(ctx context.Context, pipeline string, resp *http.Respons
 		return &BadResponseError{Pipeline: pipeline, Reason: "empty body"}
 	}
 	if err := json.Unmarshal(data, out); err != nil {
-		return &BadResponseError{Pipeline: pipeline, Reason: "invalid JSON: " + truncate(Sanitize(err.Error()))}
+		// encoding/json quotes number literals of the body in its errors.
+		return &BadResponseError{Pipeline: pipeline, Reason: "invalid JSON: " + newKeyRedactor(c.keys.Key()).text(Sanitize(err.Error()))}
 	}
 	if err := out.check(); err != nil {
 		return &BadResponseError{Pipeline: pipeline, Reason: err.Error()}

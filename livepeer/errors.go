@@ -62,15 +62,22 @@ type TransportError struct {
 	Pipeline string
 	// Timeout is true when genservice's own per-attempt timeout expired.
 	Timeout bool
-	Err     error
+	// Err is the transport's error. Its text may quote what the gateway sent; print the
+	// TransportError, which redacts the key, rather than Err.
+	Err error
+
+	redactor keyRedactor
 }
 
 func (e *TransportError) Error() string {
 	if e.Timeout {
 		return fmt.Sprintf("gateway did not answer %s in time", e.Pipeline)
 	}
-	return fmt.Sprintf("could not reach the gateway for %s: %s", e.Pipeline, Sanitize(e.Err.Error()))
+	return fmt.Sprintf("could not reach the gateway for %s: %s", e.Pipeline, e.detail())
 }
+
+// detail is Err's text, sanitized and with the key redacted.
+func (e *TransportError) detail() string { return e.redactor.redact(Sanitize(e.Err.Error())) }
 
 func (e *TransportError) Unwrap() error { return e.Err }
 
@@ -96,7 +103,8 @@ func (e *StreamTruncatedError) Error() string {
 }
 
 // ParseErrorBody extracts a message and field violations from any of the upstream error
-// shapes (UPSTREAM.md §4.1):
+// shapes (UPSTREAM.md §4.1). It knows no key: the client redacts its results (see
+// parseErrorBody) before they leave the process.
 //
 //	runner      {"detail":{"msg":"..."}}
 //	validation  {"detail":[{"loc":[...],"msg":"...","type":"..."}]}

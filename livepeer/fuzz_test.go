@@ -81,7 +81,7 @@ func FuzzParseRetryAfter(f *testing.F) {
 	})
 }
 
-var keyErrors = []error{ErrKeyEmpty, ErrKeyWhitespace, ErrKeyBearer, ErrKeyPlaceholder, ErrKeyControl}
+var keyErrors = []error{ErrKeyEmpty, ErrKeyWhitespace, ErrKeyBearer, ErrKeyPlaceholder, ErrKeyControl, ErrKeyNotPrintable, ErrKeyFileTooLarge}
 
 func FuzzParseKey(f *testing.F) {
 	for _, s := range []string{
@@ -129,6 +129,11 @@ func FuzzParseKey(f *testing.F) {
 				t.Fatalf("ParseKey(%q) accepted a key with %U", raw, r)
 			}
 		}
+		for i := 0; i < len(raw); i++ {
+			if raw[i] < 0x21 || raw[i] > 0x7e {
+				t.Fatalf("ParseKey(%q) accepted a key with byte %#x, outside printable ASCII", raw, raw[i])
+			}
+		}
 		// The header the client will send must be exactly "Bearer <raw>".
 		if got := k.authorization(); got != "Bearer "+raw {
 			t.Fatalf("authorization() = %q", got)
@@ -158,4 +163,88 @@ func isFixedText(s string) bool {
 		}
 	}
 	return false
+}
+
+// embedKey renders key in one of the forms a gateway may echo it in (see keyEchoes).
+func embedKey(key string, form, cut uint8) string {
+	i := int(cut) % len(key)
+	switch form % 10 {
+	case 0:
+		return ""
+	case 1:
+		return key
+	case 2:
+		return uEscape(key)
+	case 3:
+		return key[:i] + "\x01" + key[i:]
+	case 4:
+		return key[:i] + `\u0000` + key[i:]
+	case 5:
+		return key[:len(key)-1]
+	case 6:
+		return key[i/2:]
+	case 7:
+		return strings.ToUpper(key)
+	case 8:
+		return key[:i] + uEscape(key[i:i+1]) + key[i+1:]
+	default:
+		return strings.Join(strings.Split(key, ""), "\x7f")
+	}
+}
+
+// FuzzErrorBodyNeverShowsKey: for any upstream error body, with the key embedded in any
+// of the forms of embedKey anywhere in it, the message and violations the client keeps
+// hold no fragment of the key (8 characters or more, any case), and the usual
+// invariants still hold.
+func FuzzErrorBodyNeverShowsKey(f *testing.F) {
+	for _, e := range keyEchoes(testSecret) {
+		f.Add([]byte(e.body), uint16(0), uint8(0), uint8(0))
+	}
+	for i, s := range errorBodySeeds {
+		f.Add([]byte(s), uint16(len(s)/2), uint8(i), uint8(i*7))
+	}
+	key := mustParseKey(f, testSecret)
+	f.Fuzz(func(t *testing.T, body []byte, pos uint16, form, cut uint8) {
+		at := int(pos) % (len(body) + 1)
+		full := append(append(append([]byte{}, body[:at]...), embedKey(testSecret, form, cut)...), body[at:]...)
+		msg, vs := parseErrorBody(full, key)
+		checkErrorBodyInvariants(t, msg, vs)
+		texts := []string{msg}
+		for _, v := range vs {
+			texts = append(texts, v.Field, v.Message)
+		}
+		for _, s := range texts {
+			if frag := keyFragment(s, testSecret); frag != "" {
+				t.Fatalf("body %q: %q carries %q of the key", full, s, frag)
+			}
+		}
+	})
+}
+
+// FuzzRedactText: for any valid key and any text, RedactText leaves no fragment of the
+// key and changes nothing in text that holds none.
+func FuzzRedactText(f *testing.F) {
+	for _, s := range []struct{ key, text string }{
+		{testSecret, "no token " + testSecret + " found"},
+		{"d41c8e07-93fa-4b2e-b6c1-5fe0a7d29c38", "D41C8E07-93FA x 4b2e-b6c1-5fe0a7d29c3"},
+		{"abc", "abcabcab"},
+		{"xx-redacted-yy-0123", "[REDACTED] xx-redacted-yy-0123"},
+		{"ab]cdefgh12", "ab]cdefgh12 ]cdefgh"},
+		{"aaaaaaaaaaaa", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"},
+	} {
+		f.Add(s.key, s.text)
+	}
+	f.Fuzz(func(t *testing.T, raw, text string) {
+		k, err := ParseKey(raw)
+		if err != nil {
+			return
+		}
+		got := k.RedactText(text)
+		if frag := keyFragment(got, raw); frag != "" {
+			t.Fatalf("RedactText(%q) with key %q = %q, which carries %q", text, raw, got, frag)
+		}
+		if keyFragment(text, raw) == "" && got != text {
+			t.Fatalf("RedactText(%q) with key %q changed text holding no fragment: %q", text, raw, got)
+		}
+	})
 }

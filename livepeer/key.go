@@ -1,7 +1,6 @@
 package livepeer
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -40,11 +39,25 @@ var (
 	ErrKeyBearer      = errors.New(`the API key starts with "Bearer"; give the bare key, genservice adds the "Bearer " scheme itself`)
 	ErrKeyPlaceholder = errors.New(`the API key is the documentation's placeholder "your-api-key-here"; use a real backend key from Livepeer Studio`)
 	ErrKeyControl     = errors.New("the API key contains whitespace or control characters")
+	// ErrKeyNotPrintable: a key is printable ASCII (0x21-0x7E). Anything else is a
+	// copy-and-paste accident (a typographic dash or quote, a non-breaking space, a
+	// byte-order mark, another encoding) that can never authenticate, and it would make
+	// the Authorization header and the redaction of the key depend on an encoding.
+	ErrKeyNotPrintable = errors.New("the API key contains a character outside printable ASCII (for example a typographic dash or quote, a non-ASCII letter or invalid UTF-8, as copying from a web page or a document may add); a Livepeer API key is plain ASCII")
+	// ErrKeyFileTooLarge: see MaxKeyFileSize.
+	ErrKeyFileTooLarge = fmt.Errorf("the key file is larger than %d bytes; it must hold only the API key (and at most one trailing newline)", MaxKeyFileSize)
 )
 
+// MaxKeyFileSize caps the key file. A key is ~20-40 characters; 4 KiB is a hundred
+// times that and still fits an HTTP header everywhere (proxies commonly cap headers at
+// 8 KiB). A larger file is not a key but a wrong path (a log, a bundle, a device), and
+// reading it whole would cost memory at start-up and on every reload.
+const MaxKeyFileSize = 4 << 10
+
 // ParseKey validates raw as a backend API key. It refuses an empty key, surrounding
-// whitespace, a "Bearer " prefix, the documentation placeholder and embedded spaces or
-// control characters (which would corrupt the Authorization header).
+// whitespace, a "Bearer " prefix, the documentation placeholder, embedded spaces or
+// control characters (which would corrupt the Authorization header), and anything else
+// outside printable ASCII.
 func ParseKey(raw string) (APIKey, error) {
 	switch {
 	case raw == "":
@@ -61,12 +74,21 @@ func ParseKey(raw string) (APIKey, error) {
 			return APIKey{}, ErrKeyControl
 		}
 	}
+	for i := 0; i < len(raw); i++ {
+		if raw[i] < 0x21 || raw[i] > 0x7e {
+			return APIKey{}, ErrKeyNotPrintable
+		}
+	}
 	return APIKey{secret: &raw}, nil
 }
 
 // ParseKeyFile validates the contents of a key file. A single trailing newline (as left
 // by editors and `echo`) is stripped; anything else is validated as by ParseKey.
+// Contents over MaxKeyFileSize are refused unread.
 func ParseKeyFile(contents []byte) (APIKey, error) {
+	if len(contents) > MaxKeyFileSize {
+		return APIKey{}, ErrKeyFileTooLarge
+	}
 	s := string(contents)
 	s = strings.TrimSuffix(s, "\n")
 	s = strings.TrimSuffix(s, "\r")
@@ -130,12 +152,3 @@ func (StaticKey) GoString() string             { return redacted }
 func (StaticKey) Format(f fmt.State, _ rune)   { _, _ = f.Write([]byte(redacted)) }
 func (StaticKey) LogValue() slog.Value         { return slog.StringValue(redacted) }
 func (StaticKey) MarshalText() ([]byte, error) { return []byte(redacted), nil }
-
-// Redact replaces every occurrence of the key in b with [REDACTED]. Upstream error
-// bodies sometimes echo the Authorization header; this runs before they are parsed.
-func (k APIKey) Redact(b []byte) []byte {
-	if k.raw() == "" || !bytes.Contains(b, []byte(k.raw())) {
-		return b
-	}
-	return bytes.ReplaceAll(b, []byte(k.raw()), []byte(redacted))
-}

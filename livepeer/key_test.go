@@ -20,8 +20,8 @@ func TestParseKeyAccepts(t *testing.T) {
 		testSecret,
 		"a1b2c3d4-e5f6-7890-abcd-ef0123456789", // Studio keys are UUIDs
 		"x",
-		"key-with-ünïcödé",
-		"Bear", // shorter than "bearer"
+		"!#$%&'()*+,-./:;<=>?@[\\]^_`{|}~", // every printable ASCII punctuation
+		"Bear",                             // shorter than "bearer"
 	} {
 		k, err := ParseKey(raw)
 		if err != nil {
@@ -67,6 +67,12 @@ func TestParseKeyRefuses(t *testing.T) {
 		{"embedded C1 control", "sk-live\u00850123456789", ErrKeyControl},
 		{"embedded no-break space", "sk-live\u00a00123456789", ErrKeyControl},
 		{"embedded line separator", "sk-live\u20280123456789", ErrKeyControl},
+		// A key is printable ASCII: anything else is a copy-and-paste accident.
+		{"non-ASCII letters", "key-with-ünïcödé", ErrKeyNotPrintable},
+		{"en dash", "sk\u2013live-0123456789", ErrKeyNotPrintable},
+		{"byte-order mark", "\ufeffsk-live-0123456789", ErrKeyNotPrintable},
+		{"invalid UTF-8", "sk-live-0123456789\xff", ErrKeyNotPrintable},
+		{"fullwidth letters", "ｓｋ-live-0123456789", ErrKeyNotPrintable},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			k, err := ParseKey(tc.raw)

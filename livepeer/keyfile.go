@@ -2,11 +2,15 @@ package livepeer
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 
 	"genservice/watch"
 )
@@ -55,9 +59,9 @@ func NewFileKey(cfg FileKeyConfig) (*FileKey, error) {
 }
 
 func (f *FileKey) read() (APIKey, error) {
-	data, err := os.ReadFile(f.path)
+	data, err := ReadKeyFile(f.path)
 	if err != nil {
-		return APIKey{}, fmt.Errorf("cannot read the key file: %v", err)
+		return APIKey{}, fmt.Errorf("cannot read the key file: %w", err)
 	}
 	return ParseKeyFile(data)
 }
@@ -102,4 +106,55 @@ func (f *FileKey) Refresh() APIKey {
 // Watch reloads the key whenever the file changes, until ctx ends.
 func (f *FileKey) Watch(ctx context.Context) {
 	watch.Run(ctx, watch.Config{Paths: []string{f.path}, Logger: f.log, OnChange: func() { _, _ = f.Reload() }})
+}
+
+// ErrKeyFileNotRegular: the key file is a FIFO, a device, a socket or a directory.
+// Reading a FIFO blocks until some process writes to it (start-up would hang, deaf to
+// SIGTERM, and so would every reload); a device may never end.
+var ErrKeyFileNotRegular = errors.New("not a regular file: genservice reads the key only from a regular file holding only the key (a symlink to one, as in a Kubernetes Secret volume, is fine)")
+
+// ReadKeyFile reads a key file safely: it follows symlinks (Kubernetes Secret volumes are
+// symlinks to regular files) but reads only a regular file, never blocks on a FIFO, and
+// reads at most MaxKeyFileSize+1 bytes (ParseKeyFile refuses more than MaxKeyFileSize).
+// Errors say what is wrong with the file and never show its contents; callers prefix
+// "cannot read the key file" and name the variable (LIVEPEER_API_KEY_FILE).
+func ReadKeyFile(path string) ([]byte, error) {
+	// Stat first, so that a FIFO or a device is never even opened: opening a FIFO for
+	// reading waits for a writer, and opening a device can have side effects.
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, notRegular(path, fi.Mode())
+	}
+	// O_NONBLOCK: should the path be swapped for a FIFO between Stat and open, the open
+	// still returns at once, and the check on the open file below refuses it.
+	file, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer file.Close()
+	if fi, err = file.Stat(); err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, notRegular(path, fi.Mode())
+	}
+	return io.ReadAll(io.LimitReader(file, MaxKeyFileSize+1))
+}
+
+func notRegular(path string, m fs.FileMode) error {
+	kind := "special file"
+	switch {
+	case m&fs.ModeNamedPipe != 0:
+		kind = "named pipe (FIFO)"
+	case m&fs.ModeSocket != 0:
+		kind = "socket"
+	case m&fs.ModeDevice != 0:
+		kind = "device"
+	case m.IsDir():
+		kind = "directory"
+	}
+	return fmt.Errorf("%s is a %s, %w", path, kind, ErrKeyFileNotRegular)
 }

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -581,5 +582,114 @@ func TestFileKeyOnReloadAfterSwap(t *testing.T) {
 	}
 	if want := kfFingerprint(t, kfKeyB); seen != want {
 		t.Errorf("OnReload(nil) saw key %s, want the new key %s: the callback ran before the swap", seen, want)
+	}
+}
+
+// kfWithin runs f in a goroutine and fails the test if it has not returned within d:
+// reading a FIFO blocks until a writer comes, and a test that hung there would hang the
+// whole run. On timeout the FIFO at fifo gets a writer (which ends the blocked read) so
+// that the goroutine does not outlive the test.
+func kfWithin(t *testing.T, d time.Duration, fifo string, f func()) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() { defer close(done); f() }()
+	select {
+	case <-done:
+	case <-time.After(d):
+		if w, err := os.OpenFile(fifo, os.O_WRONLY|syscall.O_NONBLOCK, 0); err == nil {
+			_ = w.Close()
+		}
+		<-done
+		t.Fatalf("reading the key file %s did not return within %v: a FIFO must be refused, not read", fifo, d)
+	}
+}
+
+// TestNewFileKeyRefusesFIFO: a FIFO as LIVEPEER_API_KEY_FILE is refused at once with an
+// error that says what it is, instead of hanging start-up until something writes to it.
+func TestNewFileKeyRefusesFIFO(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "api-key")
+	if err := syscall.Mkfifo(path, 0o600); err != nil {
+		t.Skipf("mkfifo: %v", err)
+	}
+	var err error
+	start := time.Now()
+	kfWithin(t, time.Second, path, func() {
+		_, err = livepeer.NewFileKey(livepeer.FileKeyConfig{Path: path, Logger: slog.New(slog.DiscardHandler)})
+	})
+	if err == nil || !strings.Contains(err.Error(), "named pipe") || !strings.Contains(err.Error(), "not a regular file") {
+		t.Errorf("NewFileKey(FIFO) = %v, want an error saying it is a named pipe, not a regular file", err)
+	}
+	if took := time.Since(start); took > 200*time.Millisecond {
+		t.Errorf("refusing the FIFO took %v", took)
+	}
+	// A symlink to a FIFO is no better than the FIFO.
+	link := filepath.Join(t.TempDir(), "link")
+	if err := os.Symlink(path, link); err != nil {
+		t.Fatal(err)
+	}
+	kfWithin(t, time.Second, path, func() {
+		_, err = livepeer.NewFileKey(livepeer.FileKeyConfig{Path: link, Logger: slog.New(slog.DiscardHandler)})
+	})
+	if err == nil || !strings.Contains(err.Error(), "named pipe") {
+		t.Errorf("NewFileKey(symlink to FIFO) = %v", err)
+	}
+}
+
+// TestFileKeyReloadRefusesFIFO: a key file replaced by a FIFO is refused on reload (the
+// watch does not hang), the current key stays, and the log says why.
+func TestFileKeyReloadRefusesFIFO(t *testing.T) {
+	env := kfNew(t, kfKeyA)
+	if err := os.Remove(env.path); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mkfifo(env.path, 0o600); err != nil {
+		t.Skipf("mkfifo: %v", err)
+	}
+	var (
+		changed bool
+		err     error
+	)
+	kfWithin(t, time.Second, env.path, func() { changed, err = env.fk.Reload() })
+	if changed || err == nil || !strings.Contains(err.Error(), "named pipe") {
+		t.Errorf("Reload = %v, %v; want false and an error naming the FIFO", changed, err)
+	}
+	if got, want := env.fk.Key().Fingerprint(), kfFingerprint(t, kfKeyA); got != want {
+		t.Errorf("key is now %s, want the old %s", got, want)
+	}
+	if logs := env.logs.String(); !strings.Contains(logs, "keeping the current key") || !strings.Contains(logs, "named pipe") {
+		t.Errorf("no log line saying why the key was kept: %s", logs)
+	}
+}
+
+// TestNewFileKeyRefusesOversizedAndNonASCII: a file over 4 KiB, or a key with a byte
+// outside printable ASCII, is refused with an error saying which, never showing it.
+func TestNewFileKeyRefusesOversizedAndNonASCII(t *testing.T) {
+	const canary = "sk-canary-never-print-7f3e"
+	dir := t.TempDir()
+	for _, tt := range []struct{ name, contents, want string }{
+		{"over 4 KiB", canary + strings.Repeat("x", 4<<10), "larger than 4096 bytes"},
+		{"over 4 KiB of newlines", canary + strings.Repeat("\n", 4<<10), "larger than 4096 bytes"},
+		{"en dash", "sk\u2013canary-never-print-7f3e\n", "printable ASCII"},
+		{"non-ASCII letter", canary + "é", "printable ASCII"},
+		{"byte-order mark", "\ufeff" + canary, "printable ASCII"},
+		{"invalid UTF-8", canary + "\xff", "printable ASCII"},
+		{"DEL", canary + "\x7f", "control"},
+		{"NUL", canary + "\x00", "control"},
+	} {
+		path := filepath.Join(dir, strings.ReplaceAll(tt.name, " ", "-"))
+		kfWrite(t, path, tt.contents)
+		_, err := livepeer.NewFileKey(livepeer.FileKeyConfig{Path: path, Logger: slog.New(slog.DiscardHandler)})
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%s: err = %v, want one mentioning %q", tt.name, err, tt.want)
+		}
+		if err != nil && (strings.Contains(err.Error(), canary) || strings.Contains(err.Error(), "never-print")) {
+			t.Errorf("%s: error shows the file's contents: %v", tt.name, err)
+		}
+	}
+	// Exactly 4 KiB with its newline is still a key, however odd.
+	path := filepath.Join(dir, "4KiB")
+	kfWrite(t, path, strings.Repeat("k", 4<<10-1)+"\n")
+	if _, err := livepeer.NewFileKey(livepeer.FileKeyConfig{Path: path, Logger: slog.New(slog.DiscardHandler)}); err != nil {
+		t.Errorf("a 4 KiB key file: %v", err)
 	}
 }

@@ -157,11 +157,11 @@ func (s *LLMStream) Next() (*LLMResponse, error) {
 		}
 		if err := json.Unmarshal(data, &ev); err != nil {
 			s.done = true
-			return nil, &BadResponseError{Pipeline: PipelineLLM, Reason: "event is not JSON: " + truncate(Sanitize(err.Error()))}
+			return nil, &BadResponseError{Pipeline: PipelineLLM, Reason: "event is not JSON: " + newKeyRedactor(s.key).text(Sanitize(err.Error()))}
 		}
 		if len(ev.Error) > 0 && string(ev.Error) != "null" {
 			s.done = true
-			msg, _ := ParseErrorBody(s.key.Redact(append(append([]byte(`{"error":`), ev.Error...), '}')))
+			msg, _ := parseErrorBody(append(append([]byte(`{"error":`), ev.Error...), '}'), s.key)
 			return nil, &StreamEventError{Pipeline: PipelineLLM, Message: msg}
 		}
 		s.events++

@@ -17,32 +17,35 @@ import (
 
 // serveConfig is everything `genservice serve` needs, after validation.
 type serveConfig struct {
-	Listen         string
-	TLS            server.TLSFiles
-	GatewayURL     string
-	GatewayCA      string
-	MaxMessageSize int
-	MaxSendSize    int
-	MaxCertless    int
-	MaxWatchers    int
-	MaxConnIdle    time.Duration
-	ShutdownGrace  time.Duration
-	DrainDelay     time.Duration
-	LogLevel       slog.Level
-	ErrorDomain    string
-	MaxAttempts    int
-	ConnectTimeout time.Duration
-	StreamIdle     time.Duration
-	PolicyFile     string
-	MaxInFlight    int
-	Mesh           string
-	MeshAck        bool
-	MaxConnAge     time.Duration
-	MaxConnGrace   time.Duration
-	AdminListen    string
-	MediaAllow     []string
-	MaxMediaBytes  int
-	Timeouts       map[string]time.Duration
+	Listen     string
+	TLS        server.TLSFiles
+	GatewayURL string
+	GatewayCA  string
+	// AllowPlaintextGateway permits an http:// gateway URL to a non-loopback host,
+	// for a gateway reached through a mesh sidecar or another encrypted tunnel.
+	AllowPlaintextGateway bool
+	MaxMessageSize        int
+	MaxSendSize           int
+	MaxCertless           int
+	MaxWatchers           int
+	MaxConnIdle           time.Duration
+	ShutdownGrace         time.Duration
+	DrainDelay            time.Duration
+	LogLevel              slog.Level
+	ErrorDomain           string
+	MaxAttempts           int
+	ConnectTimeout        time.Duration
+	StreamIdle            time.Duration
+	PolicyFile            string
+	MaxInFlight           int
+	Mesh                  string
+	MeshAck               bool
+	MaxConnAge            time.Duration
+	MaxConnGrace          time.Duration
+	AdminListen           string
+	MediaAllow            []string
+	MaxMediaBytes         int
+	Timeouts              map[string]time.Duration
 
 	Key livepeer.APIKey
 	// KeyFile is set when the key came from LIVEPEER_API_KEY_FILE; it is then watched.
@@ -162,6 +165,7 @@ func serveFlags(fs *flag.FlagSet, c *serveConfig) {
 	fs.StringVar(&c.TLS.KeyFile, "tls-key", "", "PEM file with the server certificate's private key (required)")
 	fs.StringVar(&c.TLS.ClientCAFile, "client-ca", "", "PEM bundle of the CAs that issue callers' client certificates (required)")
 	fs.StringVar(&c.GatewayURL, "gateway-url", livepeer.DefaultGatewayURL, "base URL of the Livepeer gateway; also LIVEPEER_GATEWAY_URL")
+	fs.BoolVar(&c.AllowPlaintextGateway, "allow-plaintext-gateway", false, "allow an http:// --gateway-url to a non-loopback host, which carries the backend API key in cleartext: only for a gateway reached through a mesh sidecar or another encrypted tunnel")
 	fs.StringVar(&c.GatewayCA, "gateway-ca", "", "PEM bundle trusted for the gateway's TLS certificate instead of the system roots (optional)")
 	fs.Var(maxMsg, "max-message-size", fmt.Sprintf("largest request message a caller may send, after decompression, in bytes or with KiB/MiB/GiB (default %dMiB: Studio takes files up to 10 MiB)", server.DefaultMaxMessageSize>>20))
 	c.MaxSendSize = server.DefaultMaxSendMessageSize
@@ -265,8 +269,12 @@ func (c *serveConfig) validate(getenv func(string) string, readFile func(string)
 	if c.MaxConnGrace <= 0 {
 		bad("--max-connection-age-grace (GENSERVICE_MAX_CONNECTION_AGE_GRACE) must be positive")
 	}
-	if _, err := livepeer.ParseGatewayURL(c.GatewayURL); err != nil {
+	if u, err := livepeer.ParseGatewayURL(c.GatewayURL); err != nil {
 		bad("--gateway-url (GENSERVICE_GATEWAY_URL or LIVEPEER_GATEWAY_URL): %v", err)
+	} else if u.Scheme == "http" && !c.AllowPlaintextGateway && !loopbackHost(u.Hostname()) {
+		// Every request carries "Authorization: Bearer <key>": over plain http to
+		// another host, anyone on the path reads the key (DESIGN §6).
+		bad("--gateway-url (GENSERVICE_GATEWAY_URL or LIVEPEER_GATEWAY_URL) is plain http:// to %s, which is not a loopback address: the backend API key would cross the network in cleartext. Use https://, or pass --allow-plaintext-gateway (GENSERVICE_ALLOW_PLAINTEXT_GATEWAY=true) if the gateway is reached through a mesh sidecar or another encrypted tunnel", u.Host)
 	}
 	if c.ShutdownGrace < 0 {
 		bad("--shutdown-grace (GENSERVICE_SHUTDOWN_GRACE) must not be negative")
@@ -305,6 +313,21 @@ func loopbackListen(addr string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
+// loopbackHost reports whether a URL's host (without port or brackets) is loopback:
+// 127.0.0.0/8, ::1, or the name localhost. Other names, even ones that end in
+// localhost or that resolve to a loopback address today, are not: DNS can change.
+func loopbackHost(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// readKeyFile is how `genservice serve` reads LIVEPEER_API_KEY_FILE: regular files only
+// (a FIFO would hang start-up), at most livepeer.MaxKeyFileSize bytes.
+var readKeyFile = livepeer.ReadKeyFile
+
 // loadKey reads the backend key from LIVEPEER_API_KEY_FILE (preferred: rotatable) or
 // LIVEPEER_API_KEY. There is deliberately no flag: flags show in ps.
 func (c *serveConfig) loadKey(getenv func(string) string, readFile func(string) ([]byte, error)) error {
@@ -315,7 +338,7 @@ func (c *serveConfig) loadKey(getenv func(string) string, readFile func(string) 
 	case file != "":
 		data, err := readFile(file)
 		if err != nil {
-			return fmt.Errorf("LIVEPEER_API_KEY_FILE: cannot read the key file: %v", err)
+			return fmt.Errorf("LIVEPEER_API_KEY_FILE: cannot read the key file: %w", err)
 		}
 		k, err := livepeer.ParseKeyFile(data)
 		if err != nil {

@@ -6,10 +6,14 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
+	"genservice/internal/secretdir"
 	"genservice/livepeer"
 	"genservice/server"
 )
@@ -122,12 +126,13 @@ func TestParseServeGatewayURL(t *testing.T) {
 	if c.GatewayURL != "http://127.0.0.1:8935" {
 		t.Errorf("LIVEPEER_GATEWAY_URL: GatewayURL = %q", c.GatewayURL)
 	}
-	c = mustParse(t, withTLS(), keyEnv(env{"LIVEPEER_GATEWAY_URL": "http://a:1", "GENSERVICE_GATEWAY_URL": "http://b:2"}), nil)
-	if c.GatewayURL != "http://b:2" {
+	// (https: plaintext to a non-loopback host is refused, TestParseServePlaintextGateway.)
+	c = mustParse(t, withTLS(), keyEnv(env{"LIVEPEER_GATEWAY_URL": "https://a:1", "GENSERVICE_GATEWAY_URL": "https://b:2"}), nil)
+	if c.GatewayURL != "https://b:2" {
 		t.Errorf("GENSERVICE_GATEWAY_URL should win over LIVEPEER_GATEWAY_URL: %q", c.GatewayURL)
 	}
-	c = mustParse(t, withTLS("--gateway-url", "http://c:3"), keyEnv(env{"LIVEPEER_GATEWAY_URL": "http://a:1", "GENSERVICE_GATEWAY_URL": "http://b:2"}), nil)
-	if c.GatewayURL != "http://c:3" {
+	c = mustParse(t, withTLS("--gateway-url", "https://c:3"), keyEnv(env{"LIVEPEER_GATEWAY_URL": "https://a:1", "GENSERVICE_GATEWAY_URL": "https://b:2"}), nil)
+	if c.GatewayURL != "https://c:3" {
 		t.Errorf("the flag should win: %q", c.GatewayURL)
 	}
 	msg := parseErr(t, withTLS(), keyEnv(env{"LIVEPEER_GATEWAY_URL": "ftp://x"}), nil)
@@ -154,6 +159,10 @@ func TestParseServeKeyErrors(t *testing.T) {
 		{"file placeholder", env{"LIVEPEER_API_KEY_FILE": "/run/secrets/k"}, files{"/run/secrets/k": livepeer.PlaceholderKey + "\n"}, []string{"LIVEPEER_API_KEY_FILE", livepeer.ErrKeyPlaceholder.Error()}},
 		{"file empty", env{"LIVEPEER_API_KEY_FILE": "/run/secrets/k"}, files{"/run/secrets/k": "\n"}, []string{"LIVEPEER_API_KEY_FILE", livepeer.ErrKeyEmpty.Error()}},
 		{"file unreadable", env{"LIVEPEER_API_KEY_FILE": "/run/secrets/missing"}, files{}, []string{"LIVEPEER_API_KEY_FILE", "cannot read", "/run/secrets/missing"}},
+		{"env en dash", env{"LIVEPEER_API_KEY": "canary\u2013key-123456789"}, nil, []string{"LIVEPEER_API_KEY", "printable ASCII"}},
+		{"env invalid UTF-8", env{"LIVEPEER_API_KEY": canaryKey + "\xff"}, nil, []string{"LIVEPEER_API_KEY", "printable ASCII"}},
+		{"file non-ASCII", env{"LIVEPEER_API_KEY_FILE": "/run/secrets/k"}, files{"/run/secrets/k": canaryKey + "é\n"}, []string{"LIVEPEER_API_KEY_FILE", "/run/secrets/k", "printable ASCII"}},
+		{"file too large", env{"LIVEPEER_API_KEY_FILE": "/run/secrets/k"}, files{"/run/secrets/k": canaryKey + strings.Repeat("x", 5000)}, []string{"LIVEPEER_API_KEY_FILE", "/run/secrets/k", "larger than 4096 bytes"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			msg := parseErr(t, withTLS(), tc.env, tc.files)
@@ -174,6 +183,63 @@ func TestParseServeKeyFile(t *testing.T) {
 		if c.KeyOrigin != "file /run/secrets/k" {
 			t.Errorf("KeyOrigin = %q", c.KeyOrigin)
 		}
+	}
+}
+
+// TestParseServePlaintextGateway: an http:// gateway URL to a host that is not loopback
+// would send the Bearer key in cleartext; it is refused unless
+// --allow-plaintext-gateway says an encrypted tunnel (a mesh sidecar) carries it.
+func TestParseServePlaintextGateway(t *testing.T) {
+	remote := []string{"http://gateway.internal:8937", "http://10.0.0.5:8937/api", "http://[2001:db8::1]:8937",
+		"http://localhost.example.com", "http://127.0.0.1.nip.io", "HTTP://gw.example"}
+	for _, u := range remote {
+		msg := parseErr(t, withTLS("--gateway-url", u), keyEnv(nil), nil)
+		wantAll(t, msg, "--gateway-url", "LIVEPEER_GATEWAY_URL", "cleartext", "--allow-plaintext-gateway", "GENSERVICE_ALLOW_PLAINTEXT_GATEWAY")
+		msg = parseErr(t, withTLS(), keyEnv(env{"LIVEPEER_GATEWAY_URL": u}), nil)
+		wantAll(t, msg, "LIVEPEER_GATEWAY_URL", "--allow-plaintext-gateway")
+		// The flag (or its variable) says the network is protected.
+		c := mustParse(t, withTLS("--gateway-url", u, "--allow-plaintext-gateway"), keyEnv(nil), nil)
+		if c.GatewayURL != u {
+			t.Errorf("--allow-plaintext-gateway: GatewayURL = %q, want %q", c.GatewayURL, u)
+		}
+		mustParse(t, withTLS(), keyEnv(env{"LIVEPEER_GATEWAY_URL": u, "GENSERVICE_ALLOW_PLAINTEXT_GATEWAY": "true"}), nil)
+	}
+	// Loopback needs no flag: the demo and the tests run a local simulator over http.
+	for _, u := range []string{"http://127.0.0.1:8937", "http://127.9.8.7/x", "http://[::1]:8937", "http://localhost:8937",
+		"http://LocalHost", "https://gateway.internal:8937", livepeer.DefaultGatewayURL} {
+		mustParse(t, withTLS("--gateway-url", u), keyEnv(nil), nil)
+	}
+	// The default is off.
+	parseErr(t, withTLS("--gateway-url", remote[0]), keyEnv(env{"GENSERVICE_ALLOW_PLAINTEXT_GATEWAY": "false"}), nil)
+}
+
+// TestParseServeRealKeyFileReader: serve's own reader (the one main passes) accepts a
+// Kubernetes Secret volume, where the file is a symlink to a regular file, and refuses a
+// FIFO at once instead of blocking.
+func TestParseServeRealKeyFileReader(t *testing.T) {
+	sec := secretdir.New(t, t.TempDir(), map[string][]byte{"api-key": []byte(canaryKey + "\n")})
+	c, err := parseServe(withTLS(), env{"LIVEPEER_API_KEY_FILE": sec.Path("api-key")}.get, readKeyFile)
+	if err != nil || !c.Key.Equal(mustKey(canaryKey)) {
+		t.Fatalf("Secret volume key file: %v", err)
+	}
+	fifo := filepath.Join(t.TempDir(), "api-key")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Skipf("mkfifo: %v", err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := parseServe(withTLS(), env{"LIVEPEER_API_KEY_FILE": fifo}.get, readKeyFile)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		wantAll(t, fmt.Sprint(err), "LIVEPEER_API_KEY_FILE", fifo, "named pipe", "not a regular file")
+	case <-time.After(time.Second):
+		if w, err := os.OpenFile(fifo, os.O_WRONLY|syscall.O_NONBLOCK, 0); err == nil {
+			_ = w.Close() // release the blocked reader
+		}
+		<-done
+		t.Fatal("reading a FIFO key file blocked")
 	}
 }
 

@@ -36,7 +36,7 @@ func run(args []string) int {
 	switch args[0] {
 	case "serve":
 		var c *serveConfig
-		c, err = parseServe(args[1:], os.Getenv, os.ReadFile)
+		c, err = parseServe(args[1:], os.Getenv, readKeyFile)
 		if err == nil {
 			err = serve(ctx, c, newLogger(c.LogLevel), nil)
 		}

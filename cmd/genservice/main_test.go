@@ -186,6 +186,39 @@ func TestServeRefusesBearerKeyFile(t *testing.T) {
 	}
 }
 
+// TestServeRefusesFIFOKeyFile: a FIFO as LIVEPEER_API_KEY_FILE made start-up block in
+// open(2) until a writer came, deaf to SIGTERM. Now serve exits at once, non-zero,
+// naming the variable and what is wrong.
+func TestServeRefusesFIFOKeyFile(t *testing.T) {
+	p := newPKI(t)
+	fifo := filepath.Join(t.TempDir(), "api-key")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Skipf("mkfifo: %v", err)
+	}
+	start := time.Now()
+	r := runBin(t, 5*time.Second, []string{"LIVEPEER_API_KEY_FILE=" + fifo}, p.args()...)
+	r.want(t, 1, "LIVEPEER_API_KEY_FILE", "named pipe", "not a regular file")
+	if took := time.Since(start); took > 3*time.Second {
+		t.Errorf("serve took %v to refuse the FIFO", took)
+	}
+}
+
+// TestServeRefusesNonASCIIKeys: a key with a byte outside printable ASCII, in the file or
+// the variable, is refused without being shown.
+func TestServeRefusesNonASCIIKeys(t *testing.T) {
+	p := newPKI(t)
+	keyFile := writeKeyFile(t, "canary\u2013key-123456789\n")
+	r := runBin(t, 10*time.Second, []string{"LIVEPEER_API_KEY_FILE=" + keyFile}, p.args()...)
+	r.want(t, 1, "LIVEPEER_API_KEY_FILE", "printable ASCII")
+	r2 := runBin(t, 10*time.Second, []string{"LIVEPEER_API_KEY=" + canaryKey + "\u00e9"}, p.args()...)
+	r2.want(t, 1, "LIVEPEER_API_KEY", "printable ASCII")
+	for _, out := range []string{r.stdout, r.stderr, r2.stdout, r2.stderr} {
+		if strings.Contains(out, "123456789") {
+			t.Errorf("output shows the key:\n%s", out)
+		}
+	}
+}
+
 func TestServeRefusesBadInlineKey(t *testing.T) {
 	p := newPKI(t)
 	for _, key := range []string{" " + canaryKey, canaryKey + "\n", "Bearer " + canaryKey, "your-api-key-here"} {
