@@ -19,6 +19,7 @@ import (
 	"mime"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"net/url"
 	"strings"
 	"sync/atomic"
@@ -315,7 +316,7 @@ func (c *Client) send(ctx context.Context, pipeline string, b *body, accept stri
 	refreshed := false
 	for attempt := 1; ; attempt++ {
 		key := c.keys.Key()
-		resp, err := c.attempt(ctx, pipeline, attempt, endpoint, key, b, accept, ci)
+		resp, wrote, err := c.attempt(ctx, pipeline, attempt, endpoint, key, b, accept, ci)
 		if err != nil {
 			if ctx.Err() != nil {
 				cancel()
@@ -323,7 +324,7 @@ func (c *Client) send(ctx context.Context, pipeline string, b *body, accept stri
 			}
 			// net/http quotes what a broken gateway sent (a malformed status or header
 			// line) in its errors, so the error's text is redacted like a body.
-			terr := &TransportError{Pipeline: pipeline, Err: err, redactor: newKeyRedactor(key, c.keys.Key())}
+			terr := &TransportError{Pipeline: pipeline, Err: err, AfterRequest: wrote, redactor: newKeyRedactor(key, c.keys.Key())}
 			if attempt < c.maxAttempts && isConnectError(err) && c.backoff(ctx, pipeline, attempt, 0, "connect error: "+terr.detail()) {
 				continue
 			}
@@ -350,7 +351,7 @@ func (c *Client) send(ctx context.Context, pipeline string, b *body, accept stri
 				continue
 			}
 		}
-		if attempt < c.maxAttempts && c.retryable(ctx, serr) && c.backoff(ctx, pipeline, attempt, serr.RetryAfter, statusText(serr.StatusCode)) {
+		if attempt < c.maxAttempts && serr.retryable() && fitsDeadline(ctx, serr.RetryAfter) && c.backoff(ctx, pipeline, attempt, serr.RetryAfter, statusText(serr.StatusCode)) {
 			continue
 		}
 		cancel()
@@ -360,10 +361,17 @@ func (c *Client) send(ctx context.Context, pipeline string, b *body, accept stri
 
 var errPipelineTimeout = errors.New("pipeline timeout")
 
-func (c *Client) attempt(ctx context.Context, pipeline string, n int, endpoint string, key APIKey, b *body, accept string, ci *CallInfo) (*http.Response, error) {
+// attempt sends one request. wrote reports whether the whole request was written before
+// a failure: a gateway that then closes the connection without answering did receive it
+// (UPSTREAM §12.2), which is not the same as not reaching it.
+func (c *Client) attempt(ctx context.Context, pipeline string, n int, endpoint string, key APIKey, b *body, accept string, ci *CallInfo) (resp *http.Response, wrote bool, err error) {
+	var written atomic.Bool
+	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+		WroteRequest: func(info httptrace.WroteRequestInfo) { written.Store(info.Err == nil) },
+	})
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, b.open())
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	req.ContentLength = b.size
 	req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(b.open()), nil }
@@ -373,7 +381,7 @@ func (c *Client) attempt(ctx context.Context, pipeline string, n int, endpoint s
 	req.Header["Authorization"] = []string{key.authorization()}
 	start := time.Now()
 	c.obs.AttemptStarted()
-	resp, err := c.http.Do(req)
+	resp, err = c.http.Do(req)
 	elapsed := time.Since(start)
 	status := 0
 	if resp != nil {
@@ -388,20 +396,7 @@ func (c *Client) attempt(ctx context.Context, pipeline string, n int, endpoint s
 			ci.Status = resp.StatusCode
 		}
 	}
-	return resp, err
-}
-
-// retryable reports whether a status is worth another attempt: the gateway said it is
-// busy or briefly unreachable, before generating anything. 500 is never retried: the
-// generation may have run and been paid for.
-func (c *Client) retryable(ctx context.Context, e *StatusError) bool {
-	switch e.StatusCode {
-	case http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
-		return fitsDeadline(ctx, e.RetryAfter)
-	case http.StatusTooManyRequests:
-		return e.HasRetryAfter && fitsDeadline(ctx, e.RetryAfter)
-	}
-	return false
+	return resp, written.Load(), err
 }
 
 func fitsDeadline(ctx context.Context, wait time.Duration) bool {
@@ -481,7 +476,7 @@ func (c *Client) statusError(pipeline string, resp *http.Response, key APIKey) *
 	// anything of the body reaches a status or a log. The current key is scrubbed too, in
 	// case it changed while this request was out.
 	msg, violations := parseErrorBody(raw, key, c.keys.Key())
-	e := &StatusError{Pipeline: pipeline, StatusCode: resp.StatusCode, Message: msg, Violations: violations}
+	e := NewStatusError(pipeline, resp.StatusCode, msg, violations)
 	if ra := resp.Header.Get("Retry-After"); ra != "" {
 		e.RetryAfter, e.HasRetryAfter = ParseRetryAfter(ra, time.Now())
 	}
@@ -500,7 +495,7 @@ func (c *Client) decode(ctx context.Context, pipeline string, resp *http.Respons
 		if ctx.Err() != nil {
 			return ctxCause(ctx, pipeline)
 		}
-		return &TransportError{Pipeline: pipeline, Err: err}
+		return &TransportError{Pipeline: pipeline, Err: err, AfterRequest: true}
 	}
 	switch {
 	case int64(len(data)) > c.maxResp:

@@ -23,22 +23,6 @@ type form struct {
 	err    error // the first value that cannot be encoded; encode returns it
 }
 
-// InvalidParamError means a parameter cannot be sent to the gateway as given: a number
-// that is NaN or infinite (JSON has no such numbers, and a multipart field would carry
-// the text "NaN"), or a file's content type or name that would break out of its
-// multipart part header. Nothing is sent.
-type InvalidParamError struct {
-	Field  string // the parameter's name, e.g. "guidance_scale" or "image.content_type"; may be empty
-	Reason string
-}
-
-func (e *InvalidParamError) Error() string {
-	if e.Field == "" {
-		return "invalid parameter: " + e.Reason
-	}
-	return "invalid parameter " + e.Field + ": " + e.Reason
-}
-
 func (f *form) fail(field, reason string) {
 	if f.err == nil {
 		f.err = &InvalidParamError{Field: field, Reason: reason}

@@ -3,7 +3,6 @@ package livepeer
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"mime"
 	"net"
@@ -33,37 +32,6 @@ type MediaConfig struct {
 	MaxBytes int64
 }
 
-// MediaRefusedError means a result URL is not on an allowed host.
-type MediaRefusedError struct {
-	Host   string
-	Reason string
-}
-
-func (e *MediaRefusedError) Error() string {
-	return fmt.Sprintf("refused to fetch media from %q: %s", e.Host, e.Reason)
-}
-
-// MediaTooLargeError means a result exceeds the size cap.
-type MediaTooLargeError struct{ Limit int64 }
-
-func (e *MediaTooLargeError) Error() string {
-	return fmt.Sprintf("media larger than the %d-byte cap", e.Limit)
-}
-
-// MediaFetchError means fetching a result failed (transport error or non-2xx).
-type MediaFetchError struct {
-	Status int
-	Err    error
-}
-
-func (e *MediaFetchError) Error() string {
-	if e.Status != 0 {
-		return fmt.Sprintf("media server answered %s", statusText(e.Status))
-	}
-	return "fetching media failed: " + Sanitize(e.Err.Error())
-}
-
-func (e *MediaFetchError) Unwrap() error { return e.Err }
 
 // NewMediaFetcher returns a fetcher allowed to read from the client's gateway host and
 // cfg.AllowHosts, sharing the client's transport.

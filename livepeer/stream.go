@@ -18,27 +18,6 @@ const maxEventBytes = 1 << 20
 // DefaultStreamIdleTimeout is the longest gap allowed between two events of a stream.
 const DefaultStreamIdleTimeout = 60 * time.Second
 
-// StreamEventError is an error event inside an event stream (`data: {"error": ...}`),
-// which the runner sends when generation fails after the stream started.
-type StreamEventError struct {
-	Pipeline string
-	Message  string
-}
-
-func (e *StreamEventError) Error() string {
-	return "gateway reported an error in the " + e.Pipeline + " stream: " + e.Message
-}
-
-// StreamIdleError means the gap between two events exceeded the idle timeout.
-type StreamIdleError struct {
-	Pipeline string
-	Idle     time.Duration
-}
-
-func (e *StreamIdleError) Error() string {
-	return "gateway sent no " + e.Pipeline + " event for " + e.Idle.String()
-}
-
 var errStreamIdle = errors.New("stream idle")
 
 // LLMStream reads a streamed completion event by event. It is not safe for concurrent

@@ -673,7 +673,7 @@ func TestE2E_CallLogLines(t *testing.T) {
 	}
 
 	// 3. upstream failure: upstream fields with the gateway's status.
-	h.sim.Script(livepeer.PipelineLLM, livepeertest.Step{Status: 500, Body: livepeertest.StudioError("Failed to generate llm")})
+	h.sim.Script(livepeer.PipelineLLM, livepeertest.Step{Status: 500, Body: livepeertest.RunnerError("LLM pipeline error.")})
 	_, err = h.client.LLM(withRequestID(ctx, "req-500-3"), &generationv1.LLMRequest{Messages: []*generationv1.LLMMessage{{Role: "user", Content: sentinel}}})
 	requireStatus(t, err, codes.Internal, "UPSTREAM_INTERNAL_ERROR")
 	bad := h.callLine(t, "req-500-3")

@@ -355,14 +355,56 @@ var upstreamCases = []upstreamCase{
 	{
 		name: "500 never retried", pipeline: livepeer.PipelineTextToImage,
 		steps: []livepeertest.Step{
-			{Status: 500, Body: livepeertest.StudioError("Failed to generate text-to-image")},
-			{Status: 500, Body: livepeertest.StudioError("Failed to generate text-to-image")},
+			{Status: 500, Body: livepeertest.RunnerError("Text-to-image pipeline error.")},
+			{Status: 500, Body: livepeertest.RunnerError("Text-to-image pipeline error.")},
 		},
 		code: codes.Internal, reason: "UPSTREAM_INTERNAL_ERROR", hits: 1, upstreamStatus: 500,
-		meta: map[string]string{"upstreamStatus": "500", "upstreamMessage": "Failed to generate text-to-image"},
+		meta: map[string]string{"upstreamStatus": "500", "upstreamMessage": "Text-to-image pipeline error."},
 		check: func(t *testing.T, h *harness, st *status.Status) {
 			if h.sim.Pending() != 1 {
 				t.Errorf("pending steps = %d, want 1 (the 500 was retried)", h.sim.Pending())
+			}
+		},
+	},
+	// Studio's collapse of the gateway's failures (UPSTREAM §12.3): unavailable, with
+	// RetryInfo, not retried by genservice (each attempt counts against the rate limit).
+	{
+		name: "Studio 500 Failed to generate", pipeline: livepeer.PipelineImageToImage,
+		steps: []livepeertest.Step{
+			{Status: 500, Body: livepeertest.StudioError("Failed to generate image")},
+			{Status: 500, Body: livepeertest.StudioError("Failed to generate image")},
+		},
+		code: codes.Unavailable, reason: "UPSTREAM_UNAVAILABLE", hits: 1, upstreamStatus: 500,
+		meta: map[string]string{"upstreamStatus": "500", "upstreamMessage": "Failed to generate image"},
+		check: func(t *testing.T, h *harness, st *status.Status) {
+			requireRetryInfo(time.Second, time.Second)(t, h, st)
+			if h.sim.Pending() != 1 {
+				t.Errorf("pending steps = %d, want 1 (genservice retried Studio's 500)", h.sim.Pending())
+			}
+			if !strings.Contains(st.Message(), "nothing was generated") {
+				t.Errorf("message %q", st.Message())
+			}
+		},
+	},
+	{
+		name: "Studio 500 FetchError", pipeline: livepeer.PipelineTextToImage,
+		steps: []livepeertest.Step{{Status: 500, Body: livepeertest.StudioError("Internal server error: FetchError")}},
+		code:  codes.Unavailable, reason: "UPSTREAM_UNAVAILABLE", hits: 1, upstreamStatus: 500,
+		meta:  map[string]string{"upstreamMessage": "Internal server error: FetchError"},
+		check: requireRetryInfo(time.Second, time.Second),
+	},
+	{
+		name: "Studio 500 with another text stays internal", pipeline: livepeer.PipelineTextToImage,
+		steps: []livepeertest.Step{{Status: 500, Body: livepeertest.StudioError("Internal server error: TypeError")}},
+		code:  codes.Internal, reason: "UPSTREAM_INTERNAL_ERROR", hits: 1, upstreamStatus: 500,
+	},
+	{
+		name: "go-livepeer llm 500 says a runner 400 arrives this way", pipeline: livepeer.PipelineLLM,
+		steps: []livepeertest.Step{{Status: 500, Body: "Internal Server Error", ContentType: "text/plain"}},
+		code:  codes.Internal, reason: "UPSTREAM_INTERNAL_ERROR", hits: 1, upstreamStatus: 500,
+		check: func(t *testing.T, h *harness, st *status.Status) {
+			if !strings.Contains(st.Message(), "runner's 400") {
+				t.Errorf("message %q does not say what an llm 500 usually means", st.Message())
 			}
 		},
 	},
@@ -457,8 +499,16 @@ var upstreamCases = []upstreamCase{
 	{
 		name: "dropped connection", pipeline: livepeer.PipelineImageToImage,
 		steps: []livepeertest.Step{{DropConnection: true}, {DropConnection: true}},
-		code:  codes.Unavailable, reason: "UPSTREAM_UNREACHABLE", hits: 1, upstreamStatus: -1,
+		code:  codes.Unavailable, reason: "UPSTREAM_CONNECTION_DROPPED", hits: 1, upstreamStatus: -1,
 		meta: map[string]string{"pipeline": "image-to-image"},
+		check: func(t *testing.T, h *harness, st *status.Status) {
+			if h.sim.Pending() != 1 {
+				t.Errorf("pending steps = %d, want 1 (the drop was retried)", h.sim.Pending())
+			}
+			if !strings.Contains(st.Message(), "no orchestrator") || strings.Contains(st.Message(), "could not reach") {
+				t.Errorf("message %q", st.Message())
+			}
+		},
 	},
 	{
 		name: "unreachable gateway (closed port): connect error retried once", pipeline: livepeer.PipelineTextToImage,

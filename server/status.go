@@ -235,142 +235,277 @@ func badRequest(violations []FieldViolation) *errdetails.BadRequest {
 	return br
 }
 
-// Upstream maps an error from the livepeer client to a status. Context errors become
+// Upstream maps an error from the livepeer client to a status: the client classified it
+// (livepeer.Kind) and upstreamRows says what each kind becomes. Context errors become
 // DEADLINE_EXCEEDED or CANCELLED; anything unrecognised becomes INTERNAL_ERROR.
 func (e Errors) Upstream(err error, requestID string) error {
+	switch {
+	case errors.Is(err, context.DeadlineExceeded):
+		return status.Error(codes.DeadlineExceeded, "the call's deadline passed before the gateway answered")
+	case errors.Is(err, context.Canceled):
+		return status.Error(codes.Canceled, "the call was cancelled")
+	}
+	f, ok := factsOf(err)
+	row, known := upstreamRows[f.kind]
+	if !ok || !known {
+		return e.Internal(requestID)
+	}
+	if f.kind == livepeer.KindInvalidParam {
+		// Validation normally refuses such values first; this is the encoder's own
+		// refusal to send them, and nothing was sent.
+		return e.InvalidRequest([]FieldViolation{{Field: f.field, Description: f.detail}})
+	}
+	var details []protoadapt.MessageV1
+	if len(f.violations) > 0 && f.kind == livepeer.KindInvalidArgument {
+		vs := make([]FieldViolation, len(f.violations))
+		for i, v := range f.violations {
+			vs[i] = FieldViolation{Field: upstreamField(v.Field), Description: v.Message}
+		}
+		details = append(details, badRequest(vs))
+	}
+	switch {
+	case f.hasRetryAfter:
+		details = append(details, &errdetails.RetryInfo{RetryDelay: durationpb.New(max(f.retryAfter, 0))})
+	case row.retry > 0:
+		details = append(details, &errdetails.RetryInfo{RetryDelay: durationpb.New(row.retry)})
+	}
+	if row.help != "" {
+		details = append(details, &errdetails.Help{Links: []*errdetails.Help_Link{{Description: row.help, Url: authDocs}}})
+	}
+	if !row.keyFingerprint {
+		delete(f.meta, "keyFingerprint")
+	}
+	return e.New(row.code, row.reason, row.message(f), f.meta, details...)
+}
+
+// upstreamRow is one row of DESIGN §7's table for an upstream outcome.
+type upstreamRow struct {
+	code   codes.Code
+	reason generationv1.ErrorReason
+	// message is one sentence that says what happened and what to do.
+	message func(f facts) string
+	// retry is the RetryInfo delay when the gateway sent no Retry-After (0: no RetryInfo).
+	retry time.Duration
+	// help, if set, is a Help link's description (operators' checklist).
+	help string
+	// keyFingerprint: the metadata names the key that was used.
+	keyFingerprint bool
+}
+
+// defaultRetryDelay is the RetryInfo genservice adds when the gateway kept failing
+// (its own retries are spent) without saying when to come back.
+const defaultRetryDelay = time.Second
+
+const authDocs = "https://docs.livepeer.org/api-reference/overview/authentication"
+
+// upstreamRows is the table. Every livepeer.Kind has a row (TestUpstreamRows).
+var upstreamRows = map[livepeer.Kind]upstreamRow{
+	livepeer.KindKeyRejected: {
+		code: codes.Unauthenticated, reason: generationv1.ErrorReason_ERROR_REASON_UPSTREAM_API_KEY_REJECTED, keyFingerprint: true,
+		message: func(f facts) string {
+			return "the Livepeer gateway rejected genservice's backend API key (HTTP 401" + f.said + "); this is a server configuration problem, not the caller's credentials"
+		},
+		help: "Operators: check that LIVEPEER_API_KEY or LIVEPEER_API_KEY_FILE holds a current Livepeer Studio backend API key whose fingerprint (sha256 of the key, first 8 hex digits) matches keyFingerprint, and that the key was not deleted",
+	},
+	livepeer.KindKeyForbidden: {
+		// Studio answers 403 for several reasons (UPSTREAM §12.5): the message carries
+		// its words and the Help the checklist, without asserting one of them.
+		code: codes.PermissionDenied, reason: generationv1.ErrorReason_ERROR_REASON_UPSTREAM_API_KEY_FORBIDDEN, keyFingerprint: true,
+		message: func(f facts) string {
+			return "the Livepeer gateway refused genservice's API key for this operation (HTTP 403" + f.said + "); this is the server's account or key, not the caller: operators, see the checklist in Help"
+		},
+		help: "Operators: check that the key is a backend API key (not CORS-enabled), that the Livepeer Studio account is active (not suspended) and its e-mail verified, and that the key's allowed origins do not exclude server-side use",
+	},
+	livepeer.KindInvalidArgument: {
+		code: codes.InvalidArgument, reason: generationv1.ErrorReason_ERROR_REASON_UPSTREAM_INVALID_ARGUMENT,
+		message: func(f facts) string {
+			return "the gateway rejected the request (HTTP " + strconv.Itoa(f.httpStatus) + f.said + ")"
+		},
+	},
+	livepeer.KindPipelineUnsupported: {
+		code: codes.Unimplemented, reason: generationv1.ErrorReason_ERROR_REASON_UPSTREAM_PIPELINE_UNSUPPORTED,
+		message: func(f facts) string {
+			if f.httpStatus == http.StatusUnprocessableEntity {
+				return "the configured gateway does not accept the llm API genservice speaks (HTTP 422" + f.said + "); Livepeer Studio's llm endpoint still expects its older multipart form: point --gateway-url at a go-livepeer AI gateway for LLM"
+			}
+			return "the configured gateway does not serve the " + f.pipeline + " pipeline (HTTP 404); Livepeer Studio has no image-to-text or text-to-speech"
+		},
+	},
+	livepeer.KindRateLimited: {
+		code: codes.ResourceExhausted, reason: generationv1.ErrorReason_ERROR_REASON_UPSTREAM_RATE_LIMITED,
+		message: func(f facts) string {
+			return "the gateway rate-limited genservice's API key (HTTP 429" + f.said + "); retry after the delay in RetryInfo"
+		},
+	},
+	livepeer.KindUnavailable: {
+		code: codes.Unavailable, reason: generationv1.ErrorReason_ERROR_REASON_UPSTREAM_UNAVAILABLE, retry: defaultRetryDelay,
+		message: func(f facts) string {
+			return "the gateway is temporarily unavailable (HTTP " + strconv.Itoa(f.httpStatus) + f.said + "); retry later"
+		},
+	},
+	livepeer.KindGenerationUnavailable: {
+		code: codes.Unavailable, reason: generationv1.ErrorReason_ERROR_REASON_UPSTREAM_UNAVAILABLE, retry: defaultRetryDelay,
+		message: func(f facts) string {
+			return "Livepeer Studio could not get the generation done (HTTP 500" + f.said + "): the AI gateway behind it failed or was unreachable, and nothing was generated; retry later (genservice does not retry it itself: each attempt counts against the account's rate limit)"
+		},
+	},
+	livepeer.KindTimeout: {
+		code: codes.Unavailable, reason: generationv1.ErrorReason_ERROR_REASON_UPSTREAM_TIMEOUT, retry: defaultRetryDelay,
+		message: func(f facts) string {
+			if f.httpStatus == 0 {
+				return "the gateway did not finish " + f.pipeline + " within genservice's timeout for it; set a longer deadline or retry later"
+			}
+			return "the gateway timed out (HTTP " + strconv.Itoa(f.httpStatus) + f.said + "); retry later"
+		},
+	},
+	livepeer.KindUnreachable: {
+		code: codes.Unavailable, reason: generationv1.ErrorReason_ERROR_REASON_UPSTREAM_UNREACHABLE, retry: defaultRetryDelay,
+		message: func(facts) string {
+			return "genservice could not reach the Livepeer gateway (connect, DNS or TLS failed before the request was sent); retry later"
+		},
+	},
+	livepeer.KindConnectionDropped: {
+		code: codes.Unavailable, reason: generationv1.ErrorReason_ERROR_REASON_UPSTREAM_CONNECTION_DROPPED, retry: defaultRetryDelay,
+		message: func(f facts) string {
+			return "the gateway received the " + f.pipeline + " request and closed the connection without answering; a go-livepeer gateway does this when no orchestrator serves the model (check model_id and the gateway's orchestrators); genservice does not retry it"
+		},
+	},
+	livepeer.KindInternal: {
+		code: codes.Internal, reason: generationv1.ErrorReason_ERROR_REASON_UPSTREAM_INTERNAL_ERROR,
+		message: func(f facts) string {
+			msg := "the gateway failed (HTTP " + strconv.Itoa(f.httpStatus) + f.said + "); genservice does not retry this because the generation may already have run"
+			if f.pipeline == livepeer.PipelineLLM && f.httpStatus == http.StatusInternalServerError {
+				// go-livepeer's LLM handler has no BadRequest branch (UPSTREAM §12.4).
+				msg += "; through a go-livepeer gateway, a runner's 400 on llm (for example a model_id the runner does not serve) also arrives as this 500"
+			}
+			return msg
+		},
+	},
+	livepeer.KindRejected: {
+		code: codes.FailedPrecondition, reason: generationv1.ErrorReason_ERROR_REASON_UPSTREAM_REJECTED,
+		message: func(f facts) string {
+			return "the gateway refused the request (HTTP " + strconv.Itoa(f.httpStatus) + f.said + ")"
+		},
+	},
+	livepeer.KindBadResponse: {
+		code: codes.Internal, reason: generationv1.ErrorReason_ERROR_REASON_UPSTREAM_BAD_RESPONSE,
+		message: func(f facts) string {
+			return "the gateway answered " + f.pipeline + " with an unusable response: " + f.detail
+		},
+	},
+	livepeer.KindStreamTruncated: {
+		code: codes.Unavailable, reason: generationv1.ErrorReason_ERROR_REASON_UPSTREAM_STREAM_TRUNCATED,
+		message: func(facts) string {
+			// go-livepeer drops a runner's mid-stream error event and just ends the
+			// stream (UPSTREAM §12.4), so that is the usual cause.
+			return "the gateway ended the stream before its final event, usually because the model failed mid-generation (a go-livepeer gateway drops the runner's error event); retry the call"
+		},
+	},
+	livepeer.KindStreamError: {
+		code: codes.Internal, reason: generationv1.ErrorReason_ERROR_REASON_UPSTREAM_INTERNAL_ERROR,
+		message: func(f facts) string { return "the gateway failed during the stream: " + f.message },
+	},
+	livepeer.KindStreamIdle: {
+		code: codes.Unavailable, reason: generationv1.ErrorReason_ERROR_REASON_UPSTREAM_TIMEOUT,
+		message: func(f facts) string {
+			return "the gateway sent no stream event for " + f.meta["idleTimeout"] + "; retry the call"
+		},
+	},
+	livepeer.KindMediaRefused: {
+		code: codes.FailedPrecondition, reason: generationv1.ErrorReason_ERROR_REASON_MEDIA_FETCH_REFUSED,
+		message: func(f facts) string {
+			return "inline_media: genservice does not fetch from this result URL (" + f.detail + "); fetch the URL yourself or ask the operator to allow the host with --media-allow-host"
+		},
+	},
+	livepeer.KindMediaTooLarge: {
+		code: codes.ResourceExhausted, reason: generationv1.ErrorReason_ERROR_REASON_MEDIA_TOO_LARGE,
+		message: func(f facts) string {
+			return "inline_media: a result is larger than genservice's " + f.meta["maxMediaBytes"] + "-byte cap; call without inline_media and fetch the URL"
+		},
+	},
+	livepeer.KindMediaFetchFailed: {
+		code: codes.Unavailable, reason: generationv1.ErrorReason_ERROR_REASON_MEDIA_FETCH_FAILED,
+		message: func(f facts) string {
+			return "inline_media: fetching a result failed (" + f.detail + "); retry, or call without inline_media"
+		},
+	},
+	livepeer.KindInvalidParam: {code: codes.InvalidArgument, reason: generationv1.ErrorReason_ERROR_REASON_INVALID_REQUEST},
+}
+
+// facts are what a row may say about a failure, read once from the livepeer error.
+type facts struct {
+	kind       livepeer.Kind
+	pipeline   string
+	httpStatus int
+	// message is the upstream's own text (sanitized, redacted, cut); said is ": "+message
+	// or "".
+	message, said string
+	// detail is genservice's own description (a bad response's reason, a media problem).
+	detail        string
+	field         string
+	violations    []livepeer.Violation
+	retryAfter    time.Duration
+	hasRetryAfter bool
+	meta          map[string]string
+}
+
+// factsOf reads the facts of any livepeer error; false for other errors.
+func factsOf(err error) (facts, bool) {
+	f := facts{kind: livepeer.KindOf(err), meta: map[string]string{}}
 	var (
 		se  *livepeer.StatusError
 		te  *livepeer.TransportError
 		bre *livepeer.BadResponseError
 		ste *livepeer.StreamTruncatedError
 		see *livepeer.StreamEventError
+		sie *livepeer.StreamIdleError
 		mre *livepeer.MediaRefusedError
 		mtl *livepeer.MediaTooLargeError
 		mfe *livepeer.MediaFetchError
-		sie *livepeer.StreamIdleError
 		ipe *livepeer.InvalidParamError
 	)
 	switch {
-	case errors.Is(err, context.DeadlineExceeded):
-		return status.Error(codes.DeadlineExceeded, "the call's deadline passed before the gateway answered")
-	case errors.Is(err, context.Canceled):
-		return status.Error(codes.Canceled, "the call was cancelled")
-	case errors.As(err, &ipe):
-		// Validation normally refuses such values first; this is the encoder's own
-		// refusal to send them, and nothing was sent.
-		return e.InvalidRequest([]FieldViolation{{Field: ipe.Field, Description: ipe.Reason}})
 	case errors.As(err, &se):
-		return e.upstreamStatus(se)
+		f.pipeline, f.httpStatus, f.message = se.Pipeline, se.StatusCode, se.Message
+		f.violations, f.retryAfter, f.hasRetryAfter = se.Violations, se.RetryAfter, se.HasRetryAfter
+		f.meta["upstreamStatus"] = strconv.Itoa(se.StatusCode)
+		f.meta["upstreamMessage"] = se.Message
+		f.meta["keyFingerprint"] = se.KeyFingerprint
 	case errors.As(err, &te):
-		meta := map[string]string{"pipeline": te.Pipeline}
-		if te.Timeout {
-			return e.New(codes.Unavailable, generationv1.ErrorReason_ERROR_REASON_UPSTREAM_TIMEOUT,
-				fmt.Sprintf("the gateway did not finish %s within genservice's timeout for it; set a longer deadline or retry later", te.Pipeline), meta)
-		}
-		return e.New(codes.Unavailable, generationv1.ErrorReason_ERROR_REASON_UPSTREAM_UNREACHABLE,
-			"genservice could not reach the Livepeer gateway; retry later", meta,
-			&errdetails.RetryInfo{RetryDelay: durationpb.New(defaultRetryDelay)})
+		f.pipeline = te.Pipeline
 	case errors.As(err, &bre):
-		return e.New(codes.Internal, generationv1.ErrorReason_ERROR_REASON_UPSTREAM_BAD_RESPONSE,
-			"the gateway answered "+bre.Pipeline+" with an unusable response: "+bre.Reason,
-			map[string]string{"pipeline": bre.Pipeline})
-	case errors.As(err, &mre):
-		return e.New(codes.FailedPrecondition, generationv1.ErrorReason_ERROR_REASON_MEDIA_FETCH_REFUSED,
-			"inline_media: genservice does not fetch from this result URL ("+mre.Reason+"); fetch the URL yourself or ask the operator to allow the host with --media-allow-host",
-			map[string]string{"host": mre.Host})
-	case errors.As(err, &mtl):
-		return e.New(codes.ResourceExhausted, generationv1.ErrorReason_ERROR_REASON_MEDIA_TOO_LARGE,
-			fmt.Sprintf("inline_media: a result is larger than genservice's %d-byte cap; call without inline_media and fetch the URL", mtl.Limit),
-			map[string]string{"maxMediaBytes": strconv.FormatInt(mtl.Limit, 10)})
-	case errors.As(err, &mfe):
-		meta := map[string]string{}
-		if mfe.Status != 0 {
-			meta["mediaStatus"] = strconv.Itoa(mfe.Status)
-		}
-		return e.New(codes.Unavailable, generationv1.ErrorReason_ERROR_REASON_MEDIA_FETCH_FAILED,
-			"inline_media: fetching a result failed ("+mfe.Error()+"); retry, or call without inline_media", meta)
-	case errors.As(err, &see):
-		return e.New(codes.Internal, generationv1.ErrorReason_ERROR_REASON_UPSTREAM_INTERNAL_ERROR,
-			"the gateway failed during the stream: "+see.Message,
-			map[string]string{"pipeline": see.Pipeline, "upstreamMessage": see.Message})
-	case errors.As(err, &sie):
-		return e.New(codes.Unavailable, generationv1.ErrorReason_ERROR_REASON_UPSTREAM_TIMEOUT,
-			"the gateway sent no stream event for "+sie.Idle.String()+"; retry the call",
-			map[string]string{"pipeline": sie.Pipeline, "idleTimeout": sie.Idle.String()})
+		f.pipeline, f.detail = bre.Pipeline, bre.Reason
 	case errors.As(err, &ste):
-		return e.New(codes.Unavailable, generationv1.ErrorReason_ERROR_REASON_UPSTREAM_STREAM_TRUNCATED,
-			"the gateway ended the stream before its final event; retry the call",
-			map[string]string{"pipeline": ste.Pipeline, "events": strconv.Itoa(ste.Events)})
-	}
-	return e.Internal(requestID)
-}
-
-// upstreamStatus maps a non-2xx gateway answer (the HTTP rows of the table).
-func (e Errors) upstreamStatus(se *livepeer.StatusError) error {
-	meta := map[string]string{
-		"pipeline":        se.Pipeline,
-		"upstreamStatus":  strconv.Itoa(se.StatusCode),
-		"upstreamMessage": se.Message,
-	}
-	said := ""
-	if se.Message != "" {
-		said = ": " + se.Message
-	}
-	code := se.StatusCode
-	switch {
-	case code == http.StatusUnauthorized:
-		meta["keyFingerprint"] = se.KeyFingerprint
-		return e.New(codes.Unauthenticated, generationv1.ErrorReason_ERROR_REASON_UPSTREAM_API_KEY_REJECTED,
-			"the Livepeer gateway rejected genservice's backend API key (HTTP 401"+said+"); this is a server configuration problem, not the caller's credentials",
-			meta, &errdetails.Help{Links: []*errdetails.Help_Link{{
-				Description: "Operators: check that LIVEPEER_API_KEY or LIVEPEER_API_KEY_FILE holds a current Livepeer Studio backend API key whose fingerprint (sha256 of the key, first 8 hex digits) matches keyFingerprint, and that the key was not deleted",
-				Url:         "https://docs.livepeer.org/api-reference/overview/authentication",
-			}}})
-	case code == http.StatusForbidden:
-		meta["keyFingerprint"] = se.KeyFingerprint
-		return e.New(codes.PermissionDenied, generationv1.ErrorReason_ERROR_REASON_UPSTREAM_API_KEY_FORBIDDEN,
-			"the Livepeer gateway refused genservice's API key for this operation (HTTP 403"+said+"); operators should configure a backend (non-CORS) API key",
-			meta, &errdetails.Help{Links: []*errdetails.Help_Link{{
-				Description: "Create a Livepeer Studio API key without CORS access for server-side use",
-				Url:         "https://docs.livepeer.org/api-reference/overview/authentication",
-			}}})
-	case code == http.StatusUnprocessableEntity && se.Pipeline == livepeer.PipelineLLM &&
-		strings.Contains(se.Message, "multipart/form-data"):
-		// Livepeer Studio still serves llm with its 2024 multipart schema (UPSTREAM.md
-		// §3.7), so it refuses the gateway's JSON request. That is not the caller's
-		// request being wrong: the configured gateway does not serve this API.
-		return e.New(codes.Unimplemented, generationv1.ErrorReason_ERROR_REASON_UPSTREAM_PIPELINE_UNSUPPORTED,
-			"the configured gateway does not accept the llm API genservice speaks (HTTP 422"+said+"); Livepeer Studio's llm endpoint still expects its older multipart form: point --gateway-url at a go-livepeer AI gateway for LLM", meta)
-	case code == http.StatusBadRequest || code == http.StatusRequestEntityTooLarge ||
-		code == http.StatusUnsupportedMediaType || code == http.StatusUnprocessableEntity:
-		var details []protoadapt.MessageV1
-		if len(se.Violations) > 0 {
-			vs := make([]FieldViolation, len(se.Violations))
-			for i, v := range se.Violations {
-				vs[i] = FieldViolation{Field: upstreamField(v.Field), Description: v.Message}
-			}
-			details = append(details, badRequest(vs))
+		f.pipeline = ste.Pipeline
+		f.meta["events"] = strconv.Itoa(ste.Events)
+	case errors.As(err, &see):
+		f.pipeline, f.message = see.Pipeline, see.Message
+		f.meta["upstreamMessage"] = see.Message
+	case errors.As(err, &sie):
+		f.pipeline = sie.Pipeline
+		f.meta["idleTimeout"] = sie.Idle.String()
+	case errors.As(err, &mre):
+		f.detail = mre.Reason
+		f.meta["host"] = mre.Host
+	case errors.As(err, &mtl):
+		f.meta["maxMediaBytes"] = strconv.FormatInt(mtl.Limit, 10)
+	case errors.As(err, &mfe):
+		f.detail = mfe.Error()
+		if mfe.Status != 0 {
+			f.meta["mediaStatus"] = strconv.Itoa(mfe.Status)
 		}
-		return e.New(codes.InvalidArgument, generationv1.ErrorReason_ERROR_REASON_UPSTREAM_INVALID_ARGUMENT,
-			"the gateway rejected the request (HTTP "+strconv.Itoa(code)+said+")", meta, details...)
-	case code == http.StatusNotFound:
-		return e.New(codes.Unimplemented, generationv1.ErrorReason_ERROR_REASON_UPSTREAM_PIPELINE_UNSUPPORTED,
-			"the configured gateway does not serve the "+se.Pipeline+" pipeline (HTTP 404); Livepeer Studio has no image-to-text or text-to-speech", meta)
-	case code == http.StatusTooManyRequests:
-		return e.New(codes.ResourceExhausted, generationv1.ErrorReason_ERROR_REASON_UPSTREAM_RATE_LIMITED,
-			"the gateway rate-limited genservice's API key (HTTP 429"+said+"); retry after the delay in RetryInfo", meta, retryInfo(se, 0)...)
-	case code == http.StatusBadGateway || code == http.StatusServiceUnavailable:
-		return e.New(codes.Unavailable, generationv1.ErrorReason_ERROR_REASON_UPSTREAM_UNAVAILABLE,
-			"the gateway is temporarily unavailable (HTTP "+strconv.Itoa(code)+said+"); retry later", meta, retryInfo(se, defaultRetryDelay)...)
-	case code == http.StatusGatewayTimeout || code == http.StatusRequestTimeout:
-		return e.New(codes.Unavailable, generationv1.ErrorReason_ERROR_REASON_UPSTREAM_TIMEOUT,
-			"the gateway timed out (HTTP "+strconv.Itoa(code)+said+"); retry later", meta, retryInfo(se, defaultRetryDelay)...)
-	case code >= 500:
-		return e.New(codes.Internal, generationv1.ErrorReason_ERROR_REASON_UPSTREAM_INTERNAL_ERROR,
-			"the gateway failed (HTTP "+strconv.Itoa(code)+said+"); genservice does not retry this because the generation may already have run", meta)
+	case errors.As(err, &ipe):
+		f.field, f.detail = ipe.Field, ipe.Reason
+	default:
+		return facts{}, false
 	}
-	return e.New(codes.FailedPrecondition, generationv1.ErrorReason_ERROR_REASON_UPSTREAM_REJECTED,
-		"the gateway refused the request (HTTP "+strconv.Itoa(code)+said+")", meta)
+	if f.pipeline != "" {
+		f.meta["pipeline"] = f.pipeline
+	}
+	if f.message != "" {
+		f.said = ": " + f.message
+	}
+	return f, true
 }
 
 // upstreamField turns a gateway field path ("body.prompt") into the request field name
@@ -381,21 +516,4 @@ func upstreamField(f string) string {
 		return ""
 	}
 	return f
-}
-
-// defaultRetryDelay is the RetryInfo genservice adds when the gateway kept failing
-// (its own retries are spent) without saying when to come back.
-const defaultRetryDelay = time.Second
-
-// retryInfo is the gateway's Retry-After as RetryInfo, or fallback when it sent none
-// (no detail when fallback is 0).
-func retryInfo(se *livepeer.StatusError, fallback time.Duration) []protoadapt.MessageV1 {
-	d := fallback
-	if se.HasRetryAfter {
-		d = max(se.RetryAfter, 0)
-	}
-	if !se.HasRetryAfter && fallback == 0 {
-		return nil
-	}
-	return []protoadapt.MessageV1{&errdetails.RetryInfo{RetryDelay: durationpb.New(d)}}
 }

@@ -106,6 +106,11 @@ const (
 	// The response is larger than genservice's maximum send message size. Code
 	// RESOURCE_EXHAUSTED. Metadata: responseBytes, maxSendBytes.
 	ErrorReason_ERROR_REASON_RESPONSE_TOO_LARGE ErrorReason = 24
+	// The gateway received the request and closed the connection without answering. A
+	// go-livepeer gateway does this when no orchestrator serves the requested model (it
+	// fails internally instead of answering 503). Code UNAVAILABLE, with RetryInfo.
+	// genservice does not retry it itself. Metadata: pipeline. Check model_id.
+	ErrorReason_ERROR_REASON_UPSTREAM_CONNECTION_DROPPED ErrorReason = 25
 )
 
 // Enum value maps for ErrorReason.
@@ -136,6 +141,7 @@ var (
 		22: "ERROR_REASON_MEDIA_FETCH_FAILED",
 		23: "ERROR_REASON_CALLER_NOT_READING",
 		24: "ERROR_REASON_RESPONSE_TOO_LARGE",
+		25: "ERROR_REASON_UPSTREAM_CONNECTION_DROPPED",
 	}
 	ErrorReason_value = map[string]int32{
 		"ERROR_REASON_UNSPECIFIED":                   0,
@@ -163,6 +169,7 @@ var (
 		"ERROR_REASON_MEDIA_FETCH_FAILED":            22,
 		"ERROR_REASON_CALLER_NOT_READING":            23,
 		"ERROR_REASON_RESPONSE_TOO_LARGE":            24,
+		"ERROR_REASON_UPSTREAM_CONNECTION_DROPPED":   25,
 	}
 )
 
@@ -197,7 +204,7 @@ var File_livepeer_generation_v1_error_reason_proto protoreflect.FileDescriptor
 
 const file_livepeer_generation_v1_error_reason_proto_rawDesc = "" +
 	"\n" +
-	")livepeer/generation/v1/error_reason.proto\x12\x16livepeer.generation.v1*\xce\a\n" +
+	")livepeer/generation/v1/error_reason.proto\x12\x16livepeer.generation.v1*\xfc\a\n" +
 	"\vErrorReason\x12\x1c\n" +
 	"\x18ERROR_REASON_UNSPECIFIED\x10\x00\x12,\n" +
 	"(ERROR_REASON_CLIENT_CERTIFICATE_REQUIRED\x10\x01\x12&\n" +
@@ -224,7 +231,8 @@ const file_livepeer_generation_v1_error_reason_proto_rawDesc = "" +
 	"\x1cERROR_REASON_MEDIA_TOO_LARGE\x10\x15\x12#\n" +
 	"\x1fERROR_REASON_MEDIA_FETCH_FAILED\x10\x16\x12#\n" +
 	"\x1fERROR_REASON_CALLER_NOT_READING\x10\x17\x12#\n" +
-	"\x1fERROR_REASON_RESPONSE_TOO_LARGE\x10\x18B4Z2genservice/gen/livepeer/generation/v1;generationv1b\x06proto3"
+	"\x1fERROR_REASON_RESPONSE_TOO_LARGE\x10\x18\x12,\n" +
+	"(ERROR_REASON_UPSTREAM_CONNECTION_DROPPED\x10\x19B4Z2genservice/gen/livepeer/generation/v1;generationv1b\x06proto3"
 
 var (
 	file_livepeer_generation_v1_error_reason_proto_rawDescOnce sync.Once

@@ -3,7 +3,6 @@ package livepeer
 import (
 	"bytes"
 	"encoding/json"
-	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
@@ -18,89 +17,6 @@ const MaxMessageLen = 256
 
 // maxErrorBody is how much of an error response body is read for parsing.
 const maxErrorBody = 64 << 10
-
-// StatusError is a non-2xx answer from the gateway.
-type StatusError struct {
-	Pipeline   string
-	StatusCode int
-	// Message is the upstream's own explanation, sanitized and truncated; may be empty.
-	Message string
-	// Violations lists field errors the gateway reported (422 bodies, Studio validation).
-	Violations []Violation
-	// RetryAfter is the delay the gateway asked for, if it sent Retry-After.
-	RetryAfter    time.Duration
-	HasRetryAfter bool
-	// KeyFingerprint identifies the key the request carried (never the key itself).
-	KeyFingerprint string
-}
-
-func (e *StatusError) Error() string {
-	msg := fmt.Sprintf("gateway answered %s to %s", statusText(e.StatusCode), e.Pipeline)
-	if e.Message != "" {
-		msg += ": " + e.Message
-	}
-	return msg
-}
-
-func statusText(code int) string {
-	if t := http.StatusText(code); t != "" {
-		return strconv.Itoa(code) + " " + t
-	}
-	return strconv.Itoa(code)
-}
-
-// Violation is one field error reported by the gateway.
-type Violation struct {
-	// Field is a dotted path such as "body.prompt", or "" when the gateway did not say.
-	Field   string
-	Message string
-}
-
-// TransportError means the request did not get an HTTP response: DNS, connect, TLS,
-// reset, or a per-attempt timeout.
-type TransportError struct {
-	Pipeline string
-	// Timeout is true when genservice's own per-attempt timeout expired.
-	Timeout bool
-	// Err is the transport's error. Its text may quote what the gateway sent; print the
-	// TransportError, which redacts the key, rather than Err.
-	Err error
-
-	redactor keyRedactor
-}
-
-func (e *TransportError) Error() string {
-	if e.Timeout {
-		return fmt.Sprintf("gateway did not answer %s in time", e.Pipeline)
-	}
-	return fmt.Sprintf("could not reach the gateway for %s: %s", e.Pipeline, e.detail())
-}
-
-// detail is Err's text, sanitized and with the key redacted.
-func (e *TransportError) detail() string { return e.redactor.redact(Sanitize(e.Err.Error())) }
-
-func (e *TransportError) Unwrap() error { return e.Err }
-
-// BadResponseError is a 2xx answer that cannot be used: empty, not JSON, the wrong
-// shape or too large.
-type BadResponseError struct {
-	Pipeline string
-	Reason   string
-}
-
-func (e *BadResponseError) Error() string {
-	return fmt.Sprintf("gateway sent an unusable %s response: %s", e.Pipeline, e.Reason)
-}
-
-// StreamTruncatedError means an event stream ended before its final event.
-type StreamTruncatedError struct {
-	Pipeline string
-	Events   int
-}
-
-func (e *StreamTruncatedError) Error() string {
-	return fmt.Sprintf("gateway closed the %s stream after %d events without a final event", e.Pipeline, e.Events)
-}
 
 // ParseErrorBody extracts a message and field violations from any of the upstream error
 // shapes (UPSTREAM.md §4.1). It knows no key: the client redacts its results (see
