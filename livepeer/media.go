@@ -32,7 +32,6 @@ type MediaConfig struct {
 	MaxBytes int64
 }
 
-
 // NewMediaFetcher returns a fetcher allowed to read from the client's gateway host and
 // cfg.AllowHosts, sharing the client's transport.
 func (c *Client) NewMediaFetcher(cfg MediaConfig) *MediaFetcher {
