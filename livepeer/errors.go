@@ -76,8 +76,15 @@ func (e *TransportError) Error() string {
 	return fmt.Sprintf("could not reach the gateway for %s: %s", e.Pipeline, e.detail())
 }
 
-// detail is Err's text, sanitized and with the key redacted.
-func (e *TransportError) detail() string { return e.redactor.redact(Sanitize(e.Err.Error())) }
+// detail is Err's text, sanitized, capped (a malformed header line that net/http quotes
+// can be megabytes long) and with the key redacted.
+func (e *TransportError) detail() string {
+	return e.redactor.redact(truncateTo(Sanitize(e.Err.Error()), maxTransportDetail))
+}
+
+// maxTransportDetail caps TransportError's quote of the transport's error: room for a
+// long gateway URL and the reason, not for what a broken gateway sent.
+const maxTransportDetail = 1 << 10
 
 func (e *TransportError) Unwrap() error { return e.Err }
 
@@ -321,11 +328,14 @@ func Sanitize(s string) string {
 }
 
 // truncate cuts s to MaxMessageLen bytes on a rune boundary, marking the cut.
-func truncate(s string) string {
-	if len(s) <= MaxMessageLen {
+func truncate(s string) string { return truncateTo(s, MaxMessageLen) }
+
+// truncateTo cuts s to max bytes on a rune boundary, marking the cut.
+func truncateTo(s string, max int) string {
+	if len(s) <= max {
 		return s
 	}
-	cut := MaxMessageLen - len("…")
+	cut := max - len("…")
 	for cut > 0 && !utf8.RuneStart(s[cut]) {
 		cut--
 	}
