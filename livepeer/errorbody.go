@@ -237,11 +237,14 @@ func Sanitize(s string) string {
 }
 
 // truncate cuts s to MaxMessageLen bytes on a rune boundary, marking the cut.
-func truncate(s string) string {
-	if len(s) <= MaxMessageLen {
+func truncate(s string) string { return truncateTo(s, MaxMessageLen) }
+
+// truncateTo cuts s to max bytes on a rune boundary, marking the cut.
+func truncateTo(s string, max int) string {
+	if len(s) <= max {
 		return s
 	}
-	cut := MaxMessageLen - len("…")
+	cut := max - len("…")
 	for cut > 0 && !utf8.RuneStart(s[cut]) {
 		cut--
 	}

@@ -234,8 +234,15 @@ func (e *TransportError) Error() string {
 	return fmt.Sprintf("could not reach the gateway for %s: %s", e.Pipeline, e.detail())
 }
 
-// detail is Err's text, sanitized and with the key redacted.
-func (e *TransportError) detail() string { return e.redactor.redact(Sanitize(e.Err.Error())) }
+// detail is Err's text, sanitized, capped (a malformed header line that net/http quotes
+// can be megabytes long) and with the key redacted.
+func (e *TransportError) detail() string {
+	return e.redactor.redact(truncateTo(Sanitize(e.Err.Error()), maxTransportDetail))
+}
+
+// maxTransportDetail caps TransportError's quote of the transport's error: room for a
+// long gateway URL and the reason, not for what a broken gateway sent.
+const maxTransportDetail = 1 << 10
 
 func (e *TransportError) Unwrap() error { return e.Err }
 

@@ -18,8 +18,8 @@ import "strings"
 //     text the only things that can still split the key are characters the gateway put
 //     there (a space, a line wrap, a quote). With "half the key", a key cut in three
 //     pieces would get through whole; with 8, each visible piece is at most 7
-//     characters, under 8 bits of entropy a character for a random key, and a gateway
-//     would have to break the key every 7 characters to get it through.
+//     characters (28 bits of a hexadecimal key), and a gateway would have to break
+//     the key every 7 characters to get it through.
 //   - Why that is not too eager: keys are random (Studio's are UUIDs, ~36 characters).
 //     The chance that 8 given characters of ordinary text equal one of the ~30 windows
 //     of a random key is about 30/36^8 ≈ 10^-11 (36 letters once case is ignored). Only
@@ -32,7 +32,8 @@ import "strings"
 // Cost: the text is scanned once, and each of its windows is compared with the windows
 // of the (short) key, most comparisons ending at the first byte: about len(text) ×
 // len(key) byte comparisons and no allocation unless something is redacted, on error
-// paths only and on text already capped (messages at MaxMessageLen).
+// paths only and on text already capped (MaxMessageLen for upstream messages, 1 KiB
+// for a transport error).
 const minKeyFragment = 8
 
 // keyRedactor hides the long fragments of one or more keys.

@@ -215,3 +215,18 @@ func BenchmarkRedactText(b *testing.B) {
 		_ = k.RedactText(msg)
 	}
 }
+
+// TestTransportErrorTextCapped: net/http quotes a malformed header line whole (up to
+// its 10 MiB header limit); the TransportError's text stays short and free of the key.
+func TestTransportErrorTextCapped(t *testing.T) {
+	huge := strings.Repeat("y", 1<<20) + testSecret
+	e := &TransportError{Pipeline: PipelineLLM, Err: errors.New(`malformed MIME header line: "` + testSecret + huge + `"`),
+		redactor: newKeyRedactor(mustParseKey(t, testSecret))}
+	msg := e.Error()
+	if len(msg) > 2<<10 {
+		t.Errorf("TransportError text is %d bytes", len(msg))
+	}
+	if f := keyFragment(msg, testSecret); f != "" || !strings.Contains(msg, redacted) {
+		t.Errorf("TransportError text %q: fragment %q", msg, f)
+	}
+}
