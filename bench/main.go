@@ -12,15 +12,18 @@
 // round), so all three see the same machine, then LLMStream through genservice and
 // straight from the simulator; the report gives the median of the per-round figures.
 // After the rounds, 10 MiB ImageToImage uploads at 1 and 8 in flight measure
-// genservice's memory per upload.
+// genservice's memory per upload. Last, the attack phase (attack.go): gzip floods with
+// and without a client certificate, and LLMStream callers that never read.
 //
 //	go run ./bench                   3 rounds, 3 s per measurement (about 2 minutes)
 //	go run ./bench -short            a quick check for CI: every phase, 1 round, ~300 ms each
 //	go run ./bench -out FILE         also write the markdown report to FILE
 //	go run ./bench -cpuprofile FILE  also profile genservice and the reference proxy in-process
+//	go run ./bench -only attack      only the attack phase
 //
-// It exits non-zero if any call fails or a server cannot be started; it asserts nothing
-// about speed (the verdicts are in the report).
+// It exits non-zero if any call fails or a server cannot be started, and if the attack
+// phase misses its targets (see attack.go); it asserts nothing about speed (the
+// verdicts are in the report).
 package main
 
 import (
@@ -57,6 +60,13 @@ type options struct {
 	genserviceBin string
 	profileOnly   bool
 	quiet         bool
+	only          string // "" (every phase) or "attack"
+	// The attack phase (attack.go).
+	attackCalls   int           // calls per gzip flood
+	attackConc    int           // flood connections, one caller each
+	attackTime    time.Duration // bound on each flood
+	attackStreams int           // non-reading LLMStream callers (= genservice's --max-in-flight)
+	attackIdle    time.Duration // genservice's --stream-idle-timeout in that part
 }
 
 func main() { os.Exit(run()) }
@@ -111,7 +121,7 @@ func parseFlags(args []string) (options, error) {
 	fs.IntVar(&o.rounds, "rounds", 3, "rounds; the report gives the median of the per-round figures")
 	fs.DurationVar(&o.duration, "duration", 3*time.Second, "length of each measurement")
 	fs.DurationVar(&o.warmup, "warmup", 0, "warm-up before each measurement (default: duration/6, at most 500ms)")
-	fs.BoolVar(&o.short, "short", false, "quick mode for CI: 1 round, 300ms measurements, every phase; fails only if a call fails")
+	fs.BoolVar(&o.short, "short", false, "quick mode for CI: 1 round, 300ms measurements, every phase (the attack phase with fewer calls); fails only if a call fails or the attack phase misses its targets")
 	fs.StringVar(&o.out, "out", "", "also write the markdown report to this file")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "after the run, profile genservice (serve's wiring) and the reference proxy in this process under 16 callers (at least 5s each) and write the CPU profile here; pprof label role=genservice|refproxy")
 	concs := fs.String("callers", "1,16,64", "comma-separated numbers of concurrent callers")
@@ -121,6 +131,11 @@ func parseFlags(args []string) (options, error) {
 	fs.StringVar(&o.memProfile, "memprofile", "", "after the run, send 10 MiB uploads (8 in flight) through genservice in this process and write the allocation profile here")
 	fs.BoolVar(&o.profileOnly, "profile-only", false, "only the in-process profile runs (-cpuprofile, -memprofile)")
 	fs.BoolVar(&o.quiet, "q", false, "no progress on stderr")
+	fs.StringVar(&o.only, "only", "", `run only this phase: "attack" (the gzip floods and the non-reading LLMStream callers)`)
+	fs.IntVar(&o.attackCalls, "attack-calls", 200, "calls in each gzip flood of the attack phase (one without, one with a client certificate)")
+	fs.IntVar(&o.attackConc, "attack-conc", 20, "concurrent callers of each gzip flood, one connection each")
+	fs.IntVar(&o.attackStreams, "attack-streams", 10, "LLMStream callers that never read; genservice runs with --max-in-flight this many")
+	fs.DurationVar(&o.attackIdle, "attack-idle", 2*time.Second, "genservice's --stream-idle-timeout for the non-reading LLMStream callers (production default 60s)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -142,7 +157,19 @@ func parseFlags(args []string) (options, error) {
 		if !set["upload-calls"] {
 			o.uploadCalls = 1
 		}
+		if !set["attack-calls"] {
+			o.attackCalls = 30
+		}
+		if !set["attack-conc"] {
+			o.attackConc = 10
+		}
+		if !set["attack-streams"] {
+			o.attackStreams = 4
+		}
 	}
+	// A bound on each flood for a server that stops answering, not a pace: a second
+	// per call per caller, and at least 20 s.
+	o.attackTime = max(20*time.Second, time.Duration(o.attackCalls/max(o.attackConc, 1))*time.Second)
 	if !set["warmup"] {
 		o.warmup = min(o.duration/6, 500*time.Millisecond).Truncate(time.Millisecond)
 	}
@@ -162,6 +189,16 @@ func parseFlags(args []string) (options, error) {
 		return o, errors.New("-stream-calls and -upload-calls must be at least 1")
 	case o.profileOnly && o.cpuProfile == "" && o.memProfile == "":
 		return o, errors.New("-profile-only needs -cpuprofile or -memprofile")
+	case o.only != "" && o.only != "attack":
+		return o, fmt.Errorf(`-only: unknown phase %q (the one phase that runs alone is "attack")`, o.only)
+	case o.only != "" && o.profileOnly:
+		return o, errors.New("-only and -profile-only exclude each other")
+	case o.attackCalls < 1 || o.attackConc < 1 || o.attackStreams < 1 || o.attackIdle <= 0:
+		return o, errors.New("-attack-calls, -attack-conc and -attack-streams must be at least 1, -attack-idle positive")
+	case o.attackConc > 100:
+		// genservice's default --max-conns-without-cert: more would be refused at the
+		// handshake, which is another defence than the one the flood measures.
+		return o, errors.New("-attack-conc must be at most 100")
 	}
 	return o, nil
 }
@@ -205,6 +242,19 @@ func benchmark(ctx context.Context, opt options, dir string) (*results, error) {
 	}
 	if opt.profileOnly {
 		err := runProfile(ctx, opt, res, certs, gateway, key)
+		res.elapsed, res.loadEnd = time.Since(started), loadAvg()
+		return res, err
+	}
+
+	if opt.only == "attack" {
+		bin := opt.genserviceBin
+		if bin == "" {
+			say.printf("building ./cmd/genservice ...")
+			if bin, err = buildGenservice(ctx, dir); err != nil {
+				return nil, err
+			}
+		}
+		res.attack, err = runAttack(ctx, opt, bin, dir, certs, sim, gateway, key)
 		res.elapsed, res.loadEnd = time.Since(started), loadAvg()
 		return res, err
 	}
@@ -324,6 +374,13 @@ func benchmark(ctx context.Context, opt options, dir string) (*results, error) {
 		return res, err
 	}
 	res.overheadMean, res.overheadCount = scrapeOverhead(gen.admin)
+	// The attack phase starts genservice processes of its own; this one has done its
+	// part and would only hold memory meanwhile.
+	gen.stop()
+	res.attack, err = runAttack(ctx, opt, b.bin, dir, certs, sim, gateway, key)
+	if err != nil {
+		return res, err
+	}
 
 	if err := runProfile(ctx, opt, res, certs, gateway, key); err != nil {
 		return res, err

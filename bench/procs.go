@@ -398,8 +398,10 @@ func buildGenservice(ctx context.Context, dir string) (string, error) {
 // startGenservice runs `genservice serve` against the simulator, with every feature a
 // production deployment has on: mTLS, the policy, the in-flight cap, metrics (admin
 // listener on), and the JSON log at info on stderr (one line per call) into logPath.
-func startGenservice(ctx context.Context, bin, logPath string, f *certFiles, gatewayURL, key string) (*child, error) {
-	cmd := exec.Command(bin, "serve",
+// extra flags come last, so they override the ones here (the flag package keeps the
+// last value given).
+func startGenservice(ctx context.Context, bin, logPath string, f *certFiles, gatewayURL, key string, extra ...string) (*child, error) {
+	args := []string{"serve",
 		"--listen", "127.0.0.1:0",
 		"--admin-listen", "127.0.0.1:0",
 		"--tls-cert", f.serverCert, "--tls-key", f.serverKey, "--client-ca", f.ca,
@@ -409,7 +411,8 @@ func startGenservice(ctx context.Context, bin, logPath string, f *certFiles, gat
 		"--max-message-size", "32MiB",
 		"--log-level", "info",
 		"--drain-delay", "0s", "--shutdown-grace", "2s",
-	)
+	}
+	cmd := exec.Command(bin, append(args, extra...)...)
 	cmd.Env = childEnv(key)
 	var addr, admin string
 	c, err := startChild(ctx, "genservice", cmd, logPath, func(line []byte) bool {

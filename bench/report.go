@@ -11,6 +11,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"google.golang.org/grpc/codes"
 )
 
 type machine struct {
@@ -62,6 +64,7 @@ type results struct {
 	overheadMean     time.Duration
 	overheadCount    int64
 	profile          []inProcess
+	attack           *attackResult
 	loadEnd          string
 }
 
@@ -198,6 +201,15 @@ func (r *results) markdown() string {
 	w("## genservice benchmark\n\n")
 	w("Machine: %d CPUs (%s), %s RAM, Linux %s, %s, GOMAXPROCS %d; load average %s at the start, %s at the end. ",
 		m.cpus, m.model, m.memory, m.kernel, m.goVer, runtime.GOMAXPROCS(0), m.load, cmp.Or(r.loadEnd, loadAvg()))
+	if o.only == "attack" {
+		w("Run: the attack phase only (`-only %s`)", o.only)
+		if r.elapsed > 0 {
+			w(", %.0f s in all", r.elapsed.Seconds())
+		}
+		w(".\n\n")
+		r.attackMarkdown(w)
+		return b.String()
+	}
 	w("Run: %d round(s), %s per measurement after a %s warm-up, callers %v", len(r.rounds), o.duration, o.warmup, o.concs)
 	if r.elapsed > 0 {
 		w(", %.0f s in all", r.elapsed.Seconds())
@@ -332,7 +344,55 @@ func (r *results) markdown() string {
 		}
 		w("\nCPU profile: `%s`; `go tool pprof -top -tagfocus=role=genservice %s` (or role=refproxy).\n\n", o.cpuProfile, o.cpuProfile)
 	}
+	r.attackMarkdown(w)
 	return b.String()
+}
+
+// attackMarkdown writes the "Under attack" section, if the attack phase ran.
+func (r *results) attackMarkdown(w func(format string, a ...any)) {
+	a := r.attack
+	if a == nil || len(a.floods) == 0 {
+		return
+	}
+	w("### Under attack\n\n")
+	w("Each part runs its own fresh `genservice serve` (mTLS, the policy, metrics, the JSON log at info; the limits as said), warmed up with one ordinary call. ")
+	w("RSS before is VmRSS then; the peak is VmHWM after resetting it (clear_refs), or the highest VmRSS sampled every 5 ms if higher; growth is peak − before.\n\n")
+	w("gzip flood: TextToImage with a prompt of %d MiB of one letter, %.1f KB gzip-compressed on the wire (`grpc.UseCompressor(gzip.Name)`), from %d connections with one caller each calling back to back, %d calls in all (TLS 1.3; `--max-message-size %s`, the default):\n\n",
+		attackPromptBytes>>20, float64(a.wireBytes)/1000, r.opt.attackConc, r.opt.attackCalls, attackMaxMessage)
+	w("| callers | calls | time | how they ended | RSS before | peak | growth | RSS after |\n|---|---:|---:|---|---:|---:|---:|---:|\n")
+	for _, f := range a.floods {
+		label := "without a client certificate"
+		if f.withCert {
+			label = "with a client certificate (baseline)"
+		}
+		w("| %s | %d | %.2f s | %s | %s | %s | **+%s** | %s |\n", label, f.calls, f.elapsed.Seconds(), outcomeList(f.outcomes), mib(f.before), mib(f.peak()), mib(f.growth()), mib(f.after))
+	}
+	w("\n")
+	if s := a.stuck; s != nil {
+		w("Non-reading LLMStream callers: genservice with `--max-in-flight %d --stream-idle-timeout %s` (production default 60s; shortened to keep the run short). ", s.streams, s.idle)
+		w("The simulator answers each with %d events of about 5 KB; %d callers with a certificate and fixed 64 KiB windows (stream and connection), one connection each, open an LLMStream and never read. ", attackStreamEvents, s.streams)
+		w("From another connection a TextToImage is made once they hold every slot, then every 50 ms until one succeeds; the release time runs from the first stream's start to that success.\n\n")
+		w("\"All ended\" is when genservice's `genservice_call_errors_total` counted every stuck call as CALLER_NOT_READING (polled every 20 ms); only then do the callers read, to see the status they got.\n\n")
+		w("| stuck callers | idle timeout | a call meanwhile | first slot free after | all ended after | calls turned away meanwhile | how the streams ended | RSS before | peak | growth |\n|---:|---:|---|---:|---:|---:|---|---:|---:|---:|\n")
+		w("| %d | %s | %s | **%.2f s** | %s | %d | %s | %s | %s | +%s |\n\n", s.streams, s.idle, s.whileStuck, s.release.Seconds(), fmtSeconds(s.allReleased), s.overloadedPolls, outcomeList(s.ended), mib(s.before), mib(s.peak()), mib(s.growth()))
+	}
+	w("| DESIGN.md §10 target | measured | verdict |\n|---|---|---|\n")
+	for _, f := range a.floods {
+		if !f.withCert {
+			base := ""
+			if len(a.floods) > 1 {
+				base = fmt.Sprintf(" (with a certificate, refused after decompression at the size cap: +%s)", mib(a.floods[1].growth()))
+			}
+			w("| a flood of unauthenticated, compressed, oversized requests grows RSS by < 50 MiB | +%s over %d calls, %d at once%s | %s |\n",
+				mib(f.growth()), f.calls, f.conc, base, verdict(f.growth() < attackRSSLimit && f.unexpected == 0, fmt.Sprintf(" (%.0f%% of the bound)", 100*float64(f.growth())/attackRSSLimit)))
+		}
+	}
+	if s := a.stuck; s != nil {
+		ok := s.release <= s.idle+attackReleaseSlack && s.allReleased > 0 && s.allReleased <= s.idle+attackReleaseSlack && s.ended[outcomeKey(codes.ResourceExhausted, "CALLER_NOT_READING")] == s.streams
+		w("| non-reading stream callers release their slots within the stream idle timeout | first slot free %.2f s after the streams started, all %d ended after %s, idle timeout %s; RSS +%s while they were stuck | %s |\n",
+			s.release.Seconds(), s.streams, fmtSeconds(s.allReleased), s.idle, mib(s.growth()), verdict(ok, fmt.Sprintf(" (criterion: ≤ idle timeout + %s)", attackReleaseSlack)))
+	}
+	w("\n")
 }
 
 func plural(n int) string {

@@ -77,13 +77,19 @@ const connsPerTarget = 4
 
 // dialAll opens connsPerTarget connections to addr and waits until each is READY.
 func dialAll(ctx context.Context, addr string, tlsConf *tls.Config) ([]*grpc.ClientConn, []generationv1.GenerationServiceClient, error) {
+	return dialN(ctx, addr, tlsConf, connsPerTarget)
+}
+
+// dialN opens n connections to addr with the dial options opts added, and waits until
+// each is READY.
+func dialN(ctx context.Context, addr string, tlsConf *tls.Config, n int, opts ...grpc.DialOption) ([]*grpc.ClientConn, []generationv1.GenerationServiceClient, error) {
 	var conns []*grpc.ClientConn
 	var clients []generationv1.GenerationServiceClient
-	for range connsPerTarget {
-		cc, err := grpc.NewClient("passthrough:///"+addr,
+	for range n {
+		cc, err := grpc.NewClient("passthrough:///"+addr, append([]grpc.DialOption{
 			grpc.WithTransportCredentials(credentials.NewTLS(tlsConf)),
 			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(32<<20), grpc.MaxCallSendMsgSize(32<<20)),
-		)
+		}, opts...)...)
 		if err != nil {
 			closeAll(conns)
 			return nil, nil, err
