@@ -1,6 +1,6 @@
 package main
 
-// -cpuprofile: genservice in this process, wired as cmd/genservice/serve.go wires it,
+// -cpuprofile: genservice in this process, wired by app.Run as serve wires it,
 // then the reference proxy, each under 16 callers, in one CPU profile. Each gRPC server
 // runs under a pprof label (role=genservice, role=refproxy) that every goroutine it
 // starts inherits (connections, handlers, and the upstream HTTP transport's dial and
@@ -20,66 +20,58 @@ import (
 	"os"
 	"runtime"
 	"runtime/pprof"
+	"sync/atomic"
 	"time"
 
-	"genservice/authz"
+	"genservice/app"
 	"genservice/livepeer"
-	"genservice/metrics"
 	"genservice/server"
 )
 
-// newInProcessGenservice builds genservice as serve does, with the log at info going to
-// io.Discard. It returns the serve and stop functions.
+// newInProcessGenservice builds genservice through app.Run, the wiring serve uses, with
+// the log at info going to io.Discard and no admin listener. It returns the serve and
+// stop functions.
 func newInProcessGenservice(certs *certFiles, gatewayURL, rawKey string) (serve func(net.Listener) error, stop func(), err error) {
 	log := slog.New(slog.NewJSONHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	// Tracing is off, as serve runs it without OTEL_* variables: tracing.Transport then
-	// returns the transport unchanged and StatsHandler nil, so neither is set here (which
-	// keeps OpenTelemetry's exporters out of this binary).
-	var srv *server.Server
-	m := metrics.New(func() time.Time { return srv.CertificateNotAfter() })
 	key, err := livepeer.ParseKey(rawKey)
 	if err != nil {
 		return nil, nil, err
 	}
-	policy, err := authz.New(authz.Config{Path: certs.policy, KnownMethods: server.MethodNames(), Logger: log, OnReload: m.Reloaded("policy")})
-	if err != nil {
-		return nil, nil, err
-	}
-	up, err := livepeer.New(livepeer.Config{
-		GatewayURL:     gatewayURL,
-		Keys:           livepeer.StaticKey(key),
-		MaxAttempts:    2,
-		ConnectTimeout: 10 * time.Second,
-		UserAgent:      "genservice/bench",
-		Observer:       m,
-	})
-	if err != nil {
-		return nil, nil, err
-	}
-	srv, err = server.New(server.Config{
-		TLS:                   server.TLSFiles{CertFile: certs.serverCert, KeyFile: certs.serverKey, ClientCAFile: certs.ca},
-		Upstream:              up,
-		Logger:                log,
-		ErrorDomain:           server.DefaultErrorDomain,
-		MaxMessageSize:        server.DefaultMaxMessageSize,
-		StreamIdleTimeout:     livepeer.DefaultStreamIdleTimeout,
-		Policy:                policy,
-		MaxInFlight:           512,
-		MaxConnectionAge:      30 * time.Minute,
-		MaxConnectionAgeGrace: server.DefaultMaxConnectionAgeGrace,
-		Metrics:               m,
-		OnTLSReload:           m.Reloaded("tls"),
-		MaxMediaBytes:         16 << 20,
-	})
-	if err != nil {
-		return nil, nil, err
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	var started atomic.Bool
+	serve = func(lis net.Listener) error {
+		started.Store(true)
+		defer close(done)
+		c := &app.Config{
+			Listener:       lis,
+			TLS:            server.TLSFiles{CertFile: certs.serverCert, KeyFile: certs.serverKey, ClientCAFile: certs.ca},
+			GatewayURL:     gatewayURL,
+			Key:            key,
+			KeyOrigin:      "bench",
+			Version:        "bench",
+			PolicyFile:     certs.policy,
+			ErrorDomain:    server.DefaultErrorDomain,
+			MaxMessageSize: server.DefaultMaxMessageSize,
+			MaxSendSize:    server.DefaultMaxSendMessageSize,
+			StreamIdle:     livepeer.DefaultStreamIdleTimeout,
+			MaxAttempts:    2,
+			ConnectTimeout: 10 * time.Second,
+			MaxInFlight:    512,
+			MaxConnAge:     30 * time.Minute,
+			MaxConnGrace:   server.DefaultMaxConnectionAgeGrace,
+			MaxMediaBytes:  16 << 20,
+			ShutdownGrace:  2 * time.Second,
+		}
+		return app.Run(ctx, c, log, nil)
 	}
 	stop = func() {
-		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		srv.Shutdown(sctx, 0)
+		cancel()
+		if started.Load() {
+			<-done
+		}
 	}
-	return srv.Serve, stop, nil
+	return serve, stop, nil
 }
 
 // inProcess is one profiled in-process server.

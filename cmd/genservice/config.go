@@ -11,48 +11,13 @@ import (
 	"strings"
 	"time"
 
+	"genservice/app"
 	"genservice/livepeer"
 	"genservice/server"
 )
 
-// serveConfig is everything `genservice serve` needs, after validation.
-type serveConfig struct {
-	Listen     string
-	TLS        server.TLSFiles
-	GatewayURL string
-	GatewayCA  string
-	// AllowPlaintextGateway permits an http:// gateway URL to a non-loopback host,
-	// for a gateway reached through a mesh sidecar or another encrypted tunnel.
-	AllowPlaintextGateway bool
-	MaxMessageSize        int
-	MaxSendSize           int
-	MaxCertless           int
-	MaxWatchers           int
-	MaxConnIdle           time.Duration
-	ShutdownGrace         time.Duration
-	DrainDelay            time.Duration
-	LogLevel              slog.Level
-	ErrorDomain           string
-	MaxAttempts           int
-	ConnectTimeout        time.Duration
-	StreamIdle            time.Duration
-	PolicyFile            string
-	MaxInFlight           int
-	Mesh                  string
-	MeshAck               bool
-	MaxConnAge            time.Duration
-	MaxConnGrace          time.Duration
-	AdminListen           string
-	MediaAllow            []string
-	MaxMediaBytes         int
-	Timeouts              map[string]time.Duration
-
-	Key livepeer.APIKey
-	// KeyFile is set when the key came from LIVEPEER_API_KEY_FILE; it is then watched.
-	KeyFile string
-	// KeyOrigin says where the key came from ("LIVEPEER_API_KEY" or the file), for logs.
-	KeyOrigin string
-}
+// serveConfig is app.Config: serve's flags and variables fill one in.
+type serveConfig = app.Config
 
 // envPrefix prefixes the environment variable of every flag: --tls-cert is also
 // GENSERVICE_TLS_CERT.
@@ -188,7 +153,7 @@ func serveFlags(fs *flag.FlagSet, c *serveConfig) {
 	fs.StringVar(&c.PolicyFile, "policy", "", "authorization policy file (YAML, see README); without one every caller with a certificate from the client CA may call every RPC")
 	fs.IntVar(&c.MaxInFlight, "max-in-flight", 512, "cap on concurrent upstream calls across all callers; beyond it calls fail fast with UNAVAILABLE/OVERLOADED (0: no cap)")
 	fs.StringVar(&c.Mesh, "mesh", "", `"istio" or "linkerd": a sidecar terminates mTLS, the listener is plaintext and the caller's identity comes from the sidecar's header`)
-	fs.BoolVar(&c.MeshAck, "mesh-allow-non-loopback", false, "in mesh mode, allow a plaintext listener on a non-loopback address (only if the pod network cannot reach it except through the sidecar)")
+	fs.BoolVar(&c.AllowNonLoopbackMesh, "mesh-allow-non-loopback", false, "in mesh mode, allow a plaintext listener on a non-loopback address (only if the pod network cannot reach it except through the sidecar)")
 	fs.DurationVar(&c.MaxConnAge, "max-connection-age", 30*time.Minute, "clients reconnect after this long, picking up rotated certificates and new replicas")
 	fs.DurationVar(&c.MaxConnGrace, "max-connection-age-grace", server.DefaultMaxConnectionAgeGrace, "how long calls on an aged connection may still run; keep it above the longest call (--pipeline-timeout) or long generations are cut")
 	fs.DurationVar(&c.StreamIdle, "stream-idle-timeout", livepeer.DefaultStreamIdleTimeout, "longest gap between two LLMStream events before the call fails with UPSTREAM_TIMEOUT")
@@ -228,7 +193,7 @@ func unwrapFlagErr(err error) error {
 
 // validate checks the flags and loads the key. Every message names the flag or
 // variable at fault and never shows the key.
-func (c *serveConfig) validate(getenv func(string) string, readFile func(string) ([]byte, error)) error {
+func validate(c *serveConfig, getenv func(string) string, readFile func(string) ([]byte, error)) error {
 	var errs []error
 	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
 	if c.Listen == "" {
@@ -242,7 +207,7 @@ func (c *serveConfig) validate(getenv func(string) string, readFile func(string)
 			}
 		}
 	case server.MeshIstio, server.MeshLinkerd:
-		if !c.MeshAck && !loopbackListen(c.Listen) {
+		if !c.AllowNonLoopbackMesh && !loopbackListen(c.Listen) {
 			bad("--mesh=%s serves plaintext and trusts the sidecar's identity header, so --listen (GENSERVICE_LISTEN) must be a loopback address such as 127.0.0.1:8443 (the sidecar forwards to it); got %q. Pass --mesh-allow-non-loopback only if nothing but the sidecar can reach the port", c.Mesh, c.Listen)
 		}
 	default:
@@ -294,7 +259,7 @@ func (c *serveConfig) validate(getenv func(string) string, readFile func(string)
 	if strings.TrimSpace(c.ErrorDomain) == "" {
 		bad("--error-domain (GENSERVICE_ERROR_DOMAIN) must not be empty")
 	}
-	if err := c.loadKey(getenv, readFile); err != nil {
+	if err := loadKey(c, getenv, readFile); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
@@ -330,7 +295,7 @@ var readKeyFile = livepeer.ReadKeyFile
 
 // loadKey reads the backend key from LIVEPEER_API_KEY_FILE (preferred: rotatable) or
 // LIVEPEER_API_KEY. There is deliberately no flag: flags show in ps.
-func (c *serveConfig) loadKey(getenv func(string) string, readFile func(string) ([]byte, error)) error {
+func loadKey(c *serveConfig, getenv func(string) string, readFile func(string) ([]byte, error)) error {
 	file, inline := getenv("LIVEPEER_API_KEY_FILE"), getenv("LIVEPEER_API_KEY")
 	switch {
 	case file != "" && inline != "":
@@ -357,18 +322,6 @@ func (c *serveConfig) loadKey(getenv func(string) string, readFile func(string) 
 	return nil
 }
 
-// longestTimeout is the longest per-pipeline limit in effect.
-func (c *serveConfig) longestTimeout() time.Duration {
-	longest := time.Duration(0)
-	for p, d := range livepeer.DefaultTimeouts {
-		if o, ok := c.Timeouts[p]; ok {
-			d = o
-		}
-		longest = max(longest, d)
-	}
-	return longest
-}
-
 // parseServe parses serve's arguments and environment into a validated config.
 func parseServe(args []string, getenv func(string) string, readFile func(string) ([]byte, error)) (*serveConfig, error) {
 	fs := flag.NewFlagSet("genservice serve", flag.ContinueOnError)
@@ -385,7 +338,7 @@ func parseServe(args []string, getenv func(string) string, readFile func(string)
 	if err := applyEnv(fs, getenv); err != nil {
 		return nil, err
 	}
-	if err := c.validate(getenv, readFile); err != nil {
+	if err := validate(c, getenv, readFile); err != nil {
 		return nil, err
 	}
 	return c, nil

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"genservice/app"
+
 	"context"
 	"crypto/rand"
 	"crypto/tls"
@@ -76,25 +78,34 @@ func demo(ctx context.Context, args []string, out io.Writer) error {
 	runCtx, stopServers := context.WithCancel(context.Background())
 	defer stopServers()
 	var wg sync.WaitGroup
-	// start runs one instance of the real serve path and waits until it listens. A
-	// taken preferred port falls back to a free one so the demo always starts.
-	var start func(name, listenAddr, adminAddr, key string) (listening, error)
-	start = func(name, listenAddr, adminAddr, key string) (listening, error) {
-		k, err := livepeer.ParseKey(key)
+	// start runs one instance of the real serve path and waits until it listens: the
+	// same flag parsing, validation and wiring as `genservice serve`, with demo values.
+	// A taken preferred port falls back to a free one so the demo always starts.
+	var start func(name, listenAddr, adminAddr, key string) (app.Listening, error)
+	start = func(name, listenAddr, adminAddr, key string) (app.Listening, error) {
+		args := []string{
+			"--listen", listenAddr, "--admin-listen", adminAddr,
+			"--tls-cert", files.server.CertFile, "--tls-key", files.server.KeyFile, "--client-ca", files.server.ClientCAFile,
+			"--gateway-url", sim.URL(), "--shutdown-grace", drainTimeout.String(), "--drain-delay", "0s",
+			"--upstream-connect-timeout", "5s", "--stream-idle-timeout", "30s",
+		}
+		demoEnv := func(name string) string {
+			if name == "LIVEPEER_API_KEY" {
+				return key
+			}
+			return ""
+		}
+		c, err := parseServe(args, demoEnv, readKeyFile)
 		if err != nil {
-			return listening{}, err
+			return app.Listening{}, fmt.Errorf("demo configuration: %v", err)
 		}
-		c := &serveConfig{
-			Listen: listenAddr, AdminListen: adminAddr, TLS: files.server, GatewayURL: sim.URL(),
-			MaxMessageSize: server.DefaultMaxMessageSize, ShutdownGrace: drainTimeout, ErrorDomain: "genservice",
-			MaxAttempts: 2, ConnectTimeout: 5 * time.Second, StreamIdle: 30 * time.Second, Key: k, KeyOrigin: "demo",
-		}
-		ready := make(chan listening, 1)
+		c.KeyOrigin, c.Version = "demo", version
+		ready := make(chan app.Listening, 1)
 		errc := make(chan error, 1)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errc <- serve(runCtx, c, log.With("instance", name), func(l listening) { ready <- l })
+			errc <- app.Run(runCtx, c, log.With("instance", name), func(l app.Listening) { ready <- l })
 		}()
 		select {
 		case l := <-ready:
@@ -108,7 +119,7 @@ func demo(ctx context.Context, args []string, out io.Writer) error {
 				}
 				return start(name, "127.0.0.1:0", adminAddr, key)
 			}
-			return listening{}, err
+			return app.Listening{}, err
 		}
 	}
 	good, err := start("demo", *listen, *adminListen, goodKey)

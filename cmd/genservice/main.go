@@ -5,6 +5,8 @@
 package main
 
 import (
+	"genservice/app"
+
 	"context"
 	"errors"
 	"flag"
@@ -38,7 +40,8 @@ func run(args []string) int {
 		var c *serveConfig
 		c, err = parseServe(args[1:], os.Getenv, readKeyFile)
 		if err == nil {
-			err = serve(ctx, c, newLogger(c.LogLevel), nil)
+			c.Version = version
+			err = app.Run(ctx, c, newLogger(c.LogLevel), nil)
 		}
 	case "demo":
 		err = demo(ctx, args[1:], os.Stdout)
