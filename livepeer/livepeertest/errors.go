@@ -13,6 +13,35 @@ import (
 // script with StudioError.
 const UnauthorizedBody = `{"error":"Unauthorized","message":"Invalid API key"}`
 
+// Studio's answers when the gateway behind it fails (UPSTREAM §12.3,
+// [ST] controllers/generate.ts and middleware/errorHandler.ts), all with
+// status 500:
+//
+//   - StudioFetchErrorBody: the fetch to the gateway threw (connection
+//     refused or dropped, e.g. go-livepeer's no-orchestrator panic, §12.2,
+//     or a body cut mid-way): "Internal server error: <error name>", and
+//     node-fetch's errors are named FetchError.
+//   - StudioTimeoutBody: Studio's own 10-minute gateway timeout
+//     ([ST] util.ts fetchWithTimeout) rejects with the bare string
+//     "timeout"; a string has no name or message, so errorHandler's
+//     `${err.name || err.message}` renders "undefined". Read from the
+//     source, not observed.
+//   - StudioFailedBody: the gateway answered >= 500.
+const (
+	StudioFetchErrorBody = `{"errors":["Internal server error: FetchError"]}`
+	StudioTimeoutBody    = `{"errors":["Internal server error: undefined"]}`
+)
+
+// StudioFailedBody is Studio's 500 body when the gateway answered >= 500:
+// {"errors":["Failed to generate <pipeline>"]}. [ST] generate.ts writes
+// `Failed to generate ${type}` with type the route name ("text-to-image",
+// "llm", ...), so the noun is the pipeline name as it appears in the path
+// (UPSTREAM §4.2; §12.3's "Failed to generate image" is an illustration,
+// not the literal text).
+func StudioFailedBody(pipeline string) string {
+	return StudioError("Failed to generate " + pipeline)
+}
+
 // Violation is one entry of a runner (FastAPI) validation error.
 type Violation struct {
 	Loc  []any

@@ -1,5 +1,7 @@
 package livepeertest
 
+import "slices"
+
 // The nine batch pipelines and their request schemas, transcribed from the
 // gateway OpenAPI spec (shared/livepeer/gateway.openapi.yaml). Field order
 // follows the spec so that validation reports the same first error on every
@@ -85,6 +87,19 @@ func newPipeline(name string, json bool, required []string, fields ...field) *pi
 
 var pipelineSpecs = map[string]*pipeline{}
 
+// studioSpecs are the pipelines as Studio validates them: model_id is not
+// required, because Studio injects its default model when it is absent
+// (UPSTREAM §3, §6); llm is studioLLMSpec.
+var studioSpecs = map[string]*pipeline{}
+
+// studioLLMSpec is Studio's stored multipart Body_genLLM schema, which
+// predates the runner's messages format (UPSTREAM §3.7). A request that
+// passes it still fails at the gateway, see studioLLMForwarded.
+var studioLLMSpec = newPipeline(LLM, false, []string{"prompt"},
+	field{"prompt", kString}, field{"model_id", kString}, field{"system_msg", kString},
+	field{"temperature", kNumber}, field{"max_tokens", kInteger}, field{"history", kString},
+	field{"stream", kBoolean})
+
 func init() {
 	for _, p := range []*pipeline{
 		newPipeline(TextToImage, true, []string{"prompt", "model_id"},
@@ -123,5 +138,9 @@ func init() {
 			field{"model_id", kString}, field{"text", kString}, field{"description", kString}),
 	} {
 		pipelineSpecs[p.name] = p
+		q := *p
+		q.required = slices.DeleteFunc(slices.Clone(p.required), func(n string) bool { return n == "model_id" })
+		studioSpecs[p.name] = &q
 	}
+	studioSpecs[LLM] = studioLLMSpec
 }

@@ -10,7 +10,11 @@ import (
 // Step is a one-shot behaviour for one request, queued with Server.Script.
 // Its parts apply in this order: Header, Delay, DropConnection, Events,
 // Status/Body; a Step that sets none of the last three (e.g. only a Delay,
-// or only EventInterval) continues with normal behaviour.
+// only EventInterval, NoOrchestrator or RunnerErrorMidStream) continues
+// with normal behaviour, validation included.
+//
+// A step describes the gateway. In Studio mode Studio's handling of the
+// gateway's answer applies on top (see Config.Studio) unless StudioOwn.
 type Step struct {
 	// Status, if non-zero, is sent with Body instead of the normal answer.
 	Status int
@@ -27,8 +31,24 @@ type Step struct {
 	// away (counted by Disconnects) or the server is closed.
 	Delay time.Duration
 	// DropConnection hijacks and closes the TCP connection without any
-	// response.
+	// response. The request body has been read by then (the simulator
+	// reads and records it before taking the step) but not validated, so
+	// it drops invalid requests too. In Studio mode it is the gateway
+	// dropping Studio's fetch: 500 StudioFetchErrorBody.
 	DropConnection bool
+	// NoOrchestrator is go-livepeer finding no orchestrator for the model
+	// (UPSTREAM §12.2): the request is read and validated as usual (an
+	// invalid one gets its normal 4xx, as the gateway decodes before
+	// choosing an orchestrator), then a valid one has its connection
+	// closed without any response — the panic net/http recovers from. In
+	// Studio mode that failed fetch is 500 StudioFetchErrorBody instead.
+	NoOrchestrator bool
+	// StudioOwn, in Studio mode, makes the step Studio's own answer (its
+	// 500 "AI Gateway URL is not set", a dropped client connection, an
+	// unbuffered stream) rather than the gateway's, so Studio's rewriting
+	// does not apply. Studio's 429 and other 4xx need no StudioOwn: Studio
+	// passes 4xx through unchanged. Ignored outside Studio mode.
+	StudioOwn bool
 
 	// Events, if non-nil, answers with a text/event-stream (status 200, or
 	// Status if set): each event is sent as "data: <event>\n\n" and flushed
@@ -46,6 +66,18 @@ type Step struct {
 	// (implies Truncate), so the client reads an unexpected EOF instead of
 	// a clean end of the chunked response.
 	AbortStream bool
+	// RunnerErrorMidStream is the text of a runner error event
+	// (data: {"error": ...}) sent mid-stream. go-livepeer never forwards it
+	// (UPSTREAM §12.4): the client gets the events before it, then a clean
+	// end of the body without a finish_reason chunk and without [DONE] —
+	// no error event, no connection error; the text itself never reaches
+	// the client. With Events, those are the events before the error; without,
+	// it applies to an llm request with "stream": true and the events
+	// before the error are the first RunnerErrorAfter chunks of the normal
+	// stream (0: none, the body ends right after the headers). A request
+	// that does not stream is answered normally.
+	RunnerErrorMidStream string
+	RunnerErrorAfter     int
 }
 
 type scripted struct {

@@ -1,6 +1,8 @@
 // Package livepeertest is an in-process HTTP server that behaves like
-// Livepeer Studio's /api/beta/generate/<pipeline> API (which relays the
-// go-livepeer gateway's answers) for the nine batch AI pipelines.
+// Livepeer Studio's /api/generate/<pipeline> API (which relays the
+// go-livepeer gateway's answers) for the nine batch AI pipelines, or, in
+// its Studio and GoLivepeer modes, like exactly one of those upstreams
+// with the quirks UPSTREAM §12 lists.
 //
 // It listens on a real loopback socket, checks the bearer key, validates
 // bodies the way Studio and the gateway do, answers with deterministic
@@ -20,6 +22,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -28,14 +31,19 @@ import (
 )
 
 // Config configures a Server. The zero value (plus an APIKey) simulates
-// Studio with all nine pipelines on 127.0.0.1.
+// Studio with all nine pipelines on 127.0.0.1 (a blend: Studio's paths and
+// error shapes, the gateway's pipeline set); Studio and GoLivepeer select
+// one upstream's behaviour exactly.
 type Config struct {
 	// APIKey is the only key accepted: the request must carry exactly
 	// "Authorization: Bearer <APIKey>". It must not be empty.
 	APIKey string
-	// BasePath is the path prefix the pipelines are served under; default
-	// "/api/beta/generate". "/" serves them at the root like a go-livepeer
-	// gateway.
+	// BasePath is the path prefix the pipelines are served under. By
+	// default (empty) they are served under both "/api/generate" and
+	// "/api/beta/generate", as Studio mounts its generate router twice
+	// (UPSTREAM §2.1, §12.6), and URL returns the non-beta one; with
+	// GoLivepeer the default is the root. "/" serves them at the root like
+	// a go-livepeer gateway; any other value serves them under it alone.
 	BasePath string
 	// TLS serves HTTPS (HTTP/1.1) with a freshly minted self-signed
 	// certificate; CertPool then returns a pool trusting it.
@@ -48,7 +56,7 @@ type Config struct {
 	Addr string
 	// Pipelines, if non-nil, restricts which pipelines are served; others
 	// get 404 (Studio has no image-to-text or text-to-speech, see
-	// StudioPipelines). Nil serves all nine.
+	// StudioPipelines). Nil serves all nine, or StudioPipelines with Studio.
 	Pipelines []string
 	// MaxFileBytes is the limit per uploaded file; default 10 MiB (Studio's
 	// multer limit). Bigger files get 422 {"errors":["File too large"]}.
@@ -58,29 +66,75 @@ type Config struct {
 	// record holds up to RecordFileBytes per file); 0 means 1000, negative
 	// records nothing (Hits still counts).
 	MaxRecorded int
-	// CoerceFormValues emulates Studio coercing multipart text that looks
-	// like a number or boolean before validating, which makes string fields
-	// such as prompt="2024" fail with 422 "must be string" (UPSTREAM.md
-	// §4.4, suspected from the code, not observed).
+	// CoerceFormValues emulates Studio coercing multipart text before
+	// validating it (UPSTREAM §12.1): each text field becomes
+	// Number.parseFloat(text) if that is not NaN, else a boolean for exactly
+	// "true"/"false", else stays a string, and ajv checks that value. So a
+	// prompt of "2024" or "4k photo" fails with 422 "must be string", a
+	// return_timestamps of "true" too, and "7abc" passes as integer 7 but
+	// the gateway, which gets the original text, answers 400 (see
+	// checkGatewayBinding). Studio implies it.
 	CoerceFormValues bool
+
+	// Studio simulates Livepeer Studio in front of a go-livepeer gateway,
+	// exactly (UPSTREAM §12): both /api/generate and /api/beta/generate
+	// (unless BasePath is set), StudioPipelines (unless Pipelines is set),
+	// CoerceFormValues, llm as Studio's stale multipart route, and
+	// Studio's handling of what the gateway behind it answers — scripted
+	// Steps describe the gateway, not Studio:
+	//   - a Status >= 500 becomes 500 StudioFailedBody(pipeline) (§12.3),
+	//     unless Step.StudioOwn;
+	//   - a DropConnection, NoOrchestrator or AbortStream step, i.e. a
+	//     failed fetch, becomes 500 StudioFetchErrorBody (§12.3), and so
+	//     does an unscripted request with an empty model id, which no
+	//     orchestrator serves (§12.2);
+	//   - a Delay of at least StudioGatewayTimeout becomes, after that
+	//     timeout, 500 StudioTimeoutBody;
+	//   - 1xx-4xx pass through verbatim (§4.2), so Studio's own 429
+	//     {"errors":["Too many AI requests"]} with Retry-After stays
+	//     scriptable as a Step;
+	//   - event streams are buffered whole and sent at once, since Studio
+	//     reads the gateway's body with buffer() (§3.7).
+	Studio bool
+	// StudioGatewayTimeout, with Studio, is how long Studio waits for the
+	// gateway's response headers; real Studio waits 10 minutes (UPSTREAM
+	// §5, AI_GATEWAY_TIMEOUT). Zero never times out.
+	StudioGatewayTimeout time.Duration
+	// GoLivepeer simulates a go-livepeer AI gateway reached directly
+	// (UPSTREAM §2.1, §12.2, §12.4): served at the root unless BasePath is
+	// set; an unscripted request with an empty model id finds no
+	// orchestrator and gets its connection closed after the body was read
+	// (§12.2, as Step.NoOrchestrator); a scripted Status 400 on llm, which
+	// stands for the runner's BadRequest, reaches the client as 500
+	// GatewayError("Internal Server Error") (§12.4). The bearer key is
+	// still checked (a real gateway checks none, §2.3; a proxy in front of
+	// a community gateway might), and schema violations still get the
+	// Studio-shaped 422s of the default mode. Ignored with Studio.
+	GoLivepeer bool
 }
 
 const (
-	defaultBasePath     = "/api/beta/generate"
+	// defaultBasePath is what URL returns by default: Studio's non-beta
+	// path; defaultBetaPath is served too (UPSTREAM §12.6).
+	defaultBasePath     = "/api/generate"
+	defaultBetaPath     = "/api/beta/generate"
 	defaultMaxFileBytes = 10 << 20
 	defaultMaxRecorded  = 1000
 )
 
 // Server is a running simulator. Its methods are safe for concurrent use.
 type Server struct {
-	cfg      Config
-	basePath string // "" for the root
-	served   map[string]*pipeline
-	origin   string
-	pool     *x509.CertPool
-	srv      *http.Server
-	apiKey   atomic.Pointer[string]
-	ids      atomic.Uint64
+	cfg       Config
+	basePath  string   // the one URL reports; "" for the root
+	basePaths []string // every prefix served, basePath first
+	studio    bool
+	goLP      bool
+	served    map[string]*pipeline
+	origin    string
+	pool      *x509.CertPool
+	srv       *http.Server
+	apiKey    atomic.Pointer[string]
+	ids       atomic.Uint64
 
 	done      chan struct{} // closed by Close: ends delays and streams
 	closeOnce sync.Once
@@ -116,14 +170,22 @@ func New(cfg Config) (*Server, error) {
 		idle:         make(chan struct{}),
 		disconnectCh: make(chan struct{}),
 	}
+	s.studio = cfg.Studio
+	s.goLP = cfg.GoLivepeer && !cfg.Studio
+	if s.studio {
+		s.cfg.CoerceFormValues = true
+	}
 	switch bp := strings.TrimRight(cfg.BasePath, "/"); {
+	case cfg.BasePath == "" && s.goLP:
+		s.basePaths = []string{""}
 	case cfg.BasePath == "":
-		s.basePath = defaultBasePath
+		s.basePaths = []string{defaultBasePath, defaultBetaPath}
 	case !strings.HasPrefix(cfg.BasePath, "/"):
 		return nil, fmt.Errorf("livepeertest: BasePath %q must start with /", cfg.BasePath)
 	default:
-		s.basePath = bp
+		s.basePaths = []string{bp}
 	}
+	s.basePath = s.basePaths[0]
 	if s.cfg.MaxFileBytes <= 0 {
 		s.cfg.MaxFileBytes = defaultMaxFileBytes
 	}
@@ -133,11 +195,17 @@ func New(cfg Config) (*Server, error) {
 	names := cfg.Pipelines
 	if names == nil {
 		names = Pipelines
+		if s.studio {
+			names = StudioPipelines
+		}
 	}
 	for _, name := range names {
 		p, ok := pipelineSpecs[name]
 		if !ok {
 			return nil, fmt.Errorf("livepeertest: unknown pipeline %q", name)
+		}
+		if s.studio {
+			p = studioSpecs[name]
 		}
 		s.served[name] = p
 	}
@@ -196,8 +264,20 @@ func dialableAddr(a net.Addr) string {
 }
 
 // URL returns the base URL including BasePath, e.g.
-// "http://127.0.0.1:41234/api/beta/generate".
+// "http://127.0.0.1:41234/api/generate" by default (Studio's non-beta
+// path; the beta one is served too, see BetaURL), "http://127.0.0.1:41234"
+// at the root.
 func (s *Server) URL() string { return s.origin + s.basePath }
+
+// BetaURL returns the base URL with Studio's beta path,
+// "<origin>/api/beta/generate", when that path is served (the default
+// BasePath, with or without Studio); otherwise it returns URL.
+func (s *Server) BetaURL() string {
+	if slices.Contains(s.basePaths, defaultBetaPath) {
+		return s.origin + defaultBetaPath
+	}
+	return s.URL()
+}
 
 // Origin returns scheme://host:port.
 func (s *Server) Origin() string { return s.origin }
@@ -392,7 +472,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		serveMedia(w, r)
 		return
 	}
-	name, ok := strings.CutPrefix(r.URL.Path, s.basePath+"/")
+	name, ok := s.route(r.URL.Path)
 	if !ok {
 		writeBody(w, http.StatusNotFound, "application/json", notFoundBody)
 		return
@@ -432,7 +512,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			w.Header().Add(k, v)
 		}
 	}
-	if err := s.wait(r.Context(), st.Delay); err != nil {
+	delay, timedOut := st.Delay, false
+	if s.studio && s.cfg.StudioGatewayTimeout > 0 && delay >= s.cfg.StudioGatewayTimeout {
+		delay, timedOut = s.cfg.StudioGatewayTimeout, true
+	}
+	if err := s.wait(r.Context(), delay); err != nil {
 		if errors.Is(err, errDisconnected) {
 			s.noteDisconnect()
 		} else {
@@ -441,12 +525,27 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
+	if timedOut {
+		// [ST] fetchWithTimeout rejects with the bare string "timeout",
+		// which has neither name nor message, and errorHandler renders
+		// `Internal server error: ${err.name || err.message}`. (UPSTREAM
+		// §4.2 says "<error name>"; for this error that is "undefined".)
+		writeBody(w, http.StatusInternalServerError, "application/json", StudioTimeoutBody)
+		return
+	}
 	if st.overrides() {
-		s.scripted(w, r, &st, &rec)
+		s.scripted(w, r, p, &st, &rec)
 		return
 	}
 	if bad == nil {
 		bad = checkSchema(p, &rec, s.cfg.CoerceFormValues)
+	}
+	switch {
+	case bad != nil:
+	case p == studioLLMSpec:
+		bad = studioLLMForwarded(&rec)
+	case s.cfg.CoerceFormValues && !p.json:
+		bad = checkGatewayBinding(p, rec.Form)
 	}
 	v := params{obj: rec.JSON, form: rec.Form}
 	if bad == nil {
@@ -456,27 +555,108 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeBody(w, bad.status, "application/json", bad.body)
 		return
 	}
+	if st.NoOrchestrator || s.modelMissing(p, v) {
+		s.noOrchestrator(w, p, st.NoOrchestrator)
+		return
+	}
 	if p.name == LLM && v.bool("stream", false) {
 		c := s.newCompletion(v)
-		events := make([]string, len(c.words))
-		for i := range c.words {
+		n := len(c.words)
+		final := c.final()
+		if st.RunnerErrorMidStream != "" {
+			// UPSTREAM §12.4: the runner's data: {"error": ...} is never
+			// forwarded; the client sees the chunks before it, then the
+			// end of the body without a finish_reason chunk.
+			n, final = min(max(st.RunnerErrorAfter, 0), n), ""
+		} else if st.Truncate || st.AbortStream {
+			final = ""
+		}
+		events := make([]string, n)
+		for i := range events {
 			events[i] = c.chunk(i)
 		}
-		s.stream(w, r, http.StatusOK, events, c.final(), &st)
+		s.stream(w, r, http.StatusOK, events, final, &st)
 		return
 	}
 	writeBytes(w, http.StatusOK, "application/json", s.respond(p, v))
 }
 
-// scripted answers with a step that overrides normal behaviour.
-func (s *Server) scripted(w http.ResponseWriter, r *http.Request, st *Step, rec *Request) {
+// route maps a request path to a pipeline name under one of the served
+// base paths.
+func (s *Server) route(path string) (string, bool) {
+	for _, bp := range s.basePaths {
+		if name, ok := strings.CutPrefix(path, bp+"/"); ok {
+			return name, true
+		}
+	}
+	return "", false
+}
+
+// modelMissing reports a request whose model id is empty: the gateway takes
+// "" literally and no orchestrator serves it (UPSTREAM §4.2, §7.5). With
+// Studio an absent model_id is no such request, since Studio injects its
+// default model (UPSTREAM §6); an explicit "" overrides that default.
+func (s *Server) modelMissing(p *pipeline, v params) bool {
+	field := "model_id"
+	if p.name == LLM {
+		field = "model"
+	}
+	if s.studio && !v.has(field) {
+		return false
+	}
+	return v.str(field, "") == ""
+}
+
+// noOrchestrator answers a valid request that no orchestrator serves.
+//
+// go-livepeer's "no orchestrators available" path panics on batch requests
+// since #3709 and net/http closes the connection without a response
+// (UPSTREAM §12.2); behind Studio that is a failed fetch, 500
+// StudioFetchErrorBody (§12.3). The default mode keeps answering the empty
+// model id with the 500 "Failed to generate <pipeline>" Studio makes of the
+// gateway's older 503 (§4.2), which existing tests rely on; a scripted
+// NoOrchestrator step drops the connection there too.
+func (s *Server) noOrchestrator(w http.ResponseWriter, p *pipeline, scripted bool) {
 	switch {
+	case s.studio:
+		writeBody(w, http.StatusInternalServerError, "application/json", StudioFetchErrorBody)
+	case s.goLP || scripted:
+		drop(w)
+	default:
+		writeBody(w, http.StatusInternalServerError, "application/json", StudioFailedBody(p.name))
+	}
+}
+
+// scripted answers with a step that overrides normal behaviour. In Studio
+// mode the step is the gateway's answer as Studio relays it (see
+// Config.Studio), unless StudioOwn.
+func (s *Server) scripted(w http.ResponseWriter, r *http.Request, p *pipeline, st *Step, rec *Request) {
+	viaStudio := s.studio && !st.StudioOwn
+	switch {
+	case st.DropConnection && viaStudio:
+		// Studio's fetch fails (UPSTREAM §12.3).
+		writeBody(w, http.StatusInternalServerError, "application/json", StudioFetchErrorBody)
 	case st.DropConnection:
 		drop(w)
+	case viaStudio && st.Status >= 500:
+		// UPSTREAM §12.3, §4.2: [ST] generate.ts hides any gateway status
+		// >= 500 behind `Failed to generate ${type}`, type being the route
+		// name, e.g. "Failed to generate text-to-image".
+		writeBody(w, http.StatusInternalServerError, "application/json", StudioFailedBody(p.name))
+	case s.goLP && p.name == LLM && st.Status == http.StatusBadRequest:
+		// UPSTREAM §12.4: go-livepeer's LLM handler has no BadRequestError
+		// branch, so the runner's 400 goes through respondJsonError as a
+		// 500, whose message is replaced by "Internal Server Error"
+		// (UPSTREAM §4.1).
+		writeBody(w, http.StatusInternalServerError, "application/json", GatewayError("Internal Server Error"))
 	case st.Events != nil:
 		model, _ := rec.JSON["model"].(string)
 		c := &completion{id: "chatcmpl-" + s.nextID() + s.nextID(), model: model, created: time.Now().Unix(), finish: "stop"}
-		s.stream(w, r, st.Status, st.Events, c.final(), st)
+		final := c.final()
+		if st.Truncate || st.AbortStream || st.RunnerErrorMidStream != "" {
+			final = ""
+		}
+		s.stream(w, r, st.Status, st.Events, final, st)
 	default:
 		status := st.Status
 		if status == 0 {

@@ -435,7 +435,7 @@ func TestRecording(t *testing.T) {
 		t.Fatalf("%d requests", len(reqs))
 	}
 	j := reqs[0]
-	if j.Pipeline != "text-to-image" || j.Method != "POST" || j.Path != "/api/beta/generate/text-to-image" ||
+	if j.Pipeline != "text-to-image" || j.Method != "POST" || j.Path != "/api/generate/text-to-image" ||
 		j.ContentType != "application/json" || string(j.Body) != jsonBody || j.JSON["seed"] != 5.0 || j.Form != nil {
 		t.Fatalf("JSON request: %+v", j)
 	}

@@ -1,7 +1,9 @@
 package livepeertest
 
 import (
+	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"slices"
@@ -197,11 +199,18 @@ func checkForm(p *pipeline, rec *Request, coerce bool) *reply {
 	return nil
 }
 
-// formTypeOK checks a multipart text value against its schema type:
-// numbers and booleans arrive as text and must parse. With coerce, a
-// string field whose text looks like a number or boolean fails the way
-// Studio's coercion makes it fail (UPSTREAM.md §4.4).
+// formTypeOK checks a multipart text value against its schema type.
+//
+// Without coerce, numbers and booleans arrive as text and must parse as
+// the gateway parses them (a loose model of "Studio, then the gateway").
+// With coerce it is Studio's check exactly (UPSTREAM §12.1): ajv sees the
+// value studioCoerce makes of the text, so "7abc" passes as integer 7 and
+// a prompt of "4k photo" fails as the number 4; what the gateway then
+// makes of the original text is checkGatewayBinding's business.
 func formTypeOK(k kind, s string, coerce bool) bool {
+	if coerce {
+		return ajvTypeOK(k, studioCoerce(s))
+	}
 	switch k {
 	case kInteger:
 		_, err := strconv.ParseInt(strings.TrimSpace(s), 10, 64)
@@ -212,16 +221,45 @@ func formTypeOK(k kind, s string, coerce bool) bool {
 	case kBoolean:
 		return s == "true" || s == "false"
 	case kString:
-		if !coerce {
-			return true
-		}
-		if s == "true" || s == "false" {
-			return false
-		}
-		_, err := strconv.ParseFloat(strings.TrimSpace(s), 64)
-		return err != nil || strings.TrimSpace(s) == ""
+		return true
 	}
 	return false
+}
+
+// checkGatewayBinding is the go-livepeer gateway decoding the multipart
+// body Studio forwards, which Studio rebuilds from the original strings,
+// not the coerced values (UPSTREAM §12.1). The gateway binds each field
+// into its generated Go struct with oapi-codegen's runtime.BindMultipart
+// (strconv.ParseInt / ParseFloat / ParseBool on the raw text) and answers
+// a failure with 400 and the Go error (UPSTREAM §4.2, "body cannot be
+// decoded"), which Studio passes through (4xx, UPSTREAM §4.2). So "7abc"
+// for an integer, which Studio's ajv accepted as 7, ends here as a 400.
+// Fields are bound in the struct's (alphabetical) order, so the first
+// failure in that order is reported.
+//
+// Only used with coercion (Studio mode or CoerceFormValues): without it
+// formTypeOK already demands text the gateway can parse.
+func checkGatewayBinding(p *pipeline, form map[string]string) *reply {
+	names := make([]string, 0, len(form))
+	for name := range form {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		var err error
+		switch p.fieldKind[name] {
+		case kInteger:
+			_, err = strconv.ParseInt(form[name], 10, 64)
+		case kNumber:
+			_, err = strconv.ParseFloat(form[name], 64)
+		case kBoolean:
+			_, err = strconv.ParseBool(form[name])
+		}
+		if err != nil {
+			return &reply{400, GatewayError("error binding string parameter: " + err.Error())}
+		}
+	}
+	return nil
 }
 
 func unknownKeys(obj map[string]any, p *pipeline) string {
@@ -293,17 +331,21 @@ func checkSemantics(p *pipeline, v params) *reply {
 			return &reply{400, GatewayError("missing required fields")}
 		}
 	}
-	// An empty model id is taken literally by the gateway, no orchestrator
-	// serves model "", the gateway answers 503 and Studio turns that into
-	// 500 (UPSTREAM.md §4.2, §7.5).
-	modelField := "model_id"
-	if p.name == LLM {
-		modelField = "model"
-	}
-	if v.str(modelField, "") == "" {
-		return &reply{500, StudioError("Failed to generate " + p.name)}
-	}
 	return nil
+}
+
+// studioLLMForwarded is what becomes of an llm request that passed
+// Studio's validation: Studio registers llm as a multipart route with its
+// stale Body_genLLM schema and forwards multipart, but the gateway's LLM
+// handler JSON-decodes the body (UPSTREAM §3.7), so it fails with the Go
+// decoder's error, a 400 Studio passes through (UPSTREAM §4.2).
+func studioLLMForwarded(rec *Request) *reply {
+	var v map[string]any
+	err := json.NewDecoder(bytes.NewReader(rec.Body)).Decode(&v)
+	if err == nil {
+		err = errors.New("json: cannot decode multipart body") // not reached: a multipart body starts with "--"
+	}
+	return &reply{400, GatewayError(err.Error())}
 }
 
 // knownPipeline reports whether name is one of the nine pipelines.
