@@ -1,5 +1,5 @@
 // Package livepeer is the REST client for the Livepeer AI gateway (Livepeer Studio's
-// /api/beta/generate or a go-livepeer gateway). It knows nothing about gRPC: it turns
+// /api/generate, or a go-livepeer gateway). It knows nothing about gRPC: it turns
 // typed requests into JSON or multipart HTTP requests carrying the backend key as a
 // Bearer token, and upstream failures into typed errors (StatusError, TransportError,
 // BadResponseError) for the caller to map.
@@ -27,7 +27,7 @@ import (
 )
 
 // DefaultGatewayURL is Livepeer Studio's generate API.
-const DefaultGatewayURL = "https://livepeer.studio/api/beta/generate"
+const DefaultGatewayURL = "https://livepeer.studio/api/generate"
 
 // Config configures a Client.
 type Config struct {

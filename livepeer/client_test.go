@@ -70,7 +70,7 @@ func TestClientSendsBearerKey(t *testing.T) {
 			t.Errorf("%s = %q, want %q", k, got, want)
 		}
 	}
-	if reqs[0].Method != http.MethodPost || reqs[0].Path != "/api/beta/generate/text-to-image" {
+	if reqs[0].Method != http.MethodPost || reqs[0].Path != "/api/generate/text-to-image" {
 		t.Errorf("request %s %s", reqs[0].Method, reqs[0].Path)
 	}
 	if reqs[0].JSON["model_id"] != DefaultModels[PipelineTextToImage] || reqs[0].JSON["prompt"] != "a lighthouse at dusk" {
@@ -811,3 +811,19 @@ func TestClientLogsEachRetriedAttempt(t *testing.T) {
 type writerFunc func([]byte) (int, error)
 
 func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+
+// Studio's beta path (UPSTREAM §12.6) keeps working when an operator configures it; the
+// default is the non-beta path.
+func TestClientBetaPathStillWorks(t *testing.T) {
+	if !strings.HasSuffix(DefaultGatewayURL, "/api/generate") {
+		t.Errorf("DefaultGatewayURL = %q, want Studio's non-beta /api/generate", DefaultGatewayURL)
+	}
+	sim := newSim(t, livepeertest.Config{Studio: true})
+	c := newTestClient(t, sim.BetaURL(), nil)
+	if _, err := c.TextToImage(context.Background(), t2i()); err != nil {
+		t.Fatal(err)
+	}
+	if reqs := sim.Requests(); len(reqs) != 1 || reqs[0].Path != "/api/beta/generate/text-to-image" {
+		t.Errorf("requests = %+v", reqs)
+	}
+}

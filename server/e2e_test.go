@@ -433,7 +433,7 @@ func TestE2E_HappyPath(t *testing.T) {
 
 func checkUpstreamRequest(t *testing.T, h *harness, tc happyCase, rec livepeertest.Request) {
 	t.Helper()
-	if rec.Method != http.MethodPost || rec.Path != "/api/beta/generate/"+tc.pipeline {
+	if rec.Method != http.MethodPost || rec.Path != "/api/generate/"+tc.pipeline {
 		t.Errorf("request line = %s %s", rec.Method, rec.Path)
 	}
 	if got := rec.Header.Values("Authorization"); len(got) != 1 || got[0] != "Bearer "+h.key {
