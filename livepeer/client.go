@@ -103,6 +103,9 @@ type Client struct {
 	userAgent   string
 	obs         Observer
 	log         *slog.Logger
+	// studio is set when the gateway URL is Livepeer Studio's generate API, whose
+	// multipart coercion refuses some strings (form.studioCheck).
+	studio bool
 }
 
 // New validates cfg and returns a Client.
@@ -163,7 +166,15 @@ func New(cfg Config) (*Client, error) {
 		userAgent:   cfg.UserAgent,
 		obs:         cfg.Observer,
 		log:         cfg.Logger,
+		studio:      IsStudioURL(base),
 	}, nil
+}
+
+// IsStudioURL reports whether a gateway URL is Livepeer Studio's generate API: its path
+// ends in /api/generate or /api/beta/generate (UPSTREAM §12.6), wherever it is hosted.
+func IsStudioURL(u *url.URL) bool {
+	p := strings.TrimSuffix(u.Path, "/")
+	return strings.HasSuffix(p, "/api/generate") || strings.HasSuffix(p, "/api/beta/generate")
 }
 
 // noRedirects stops the client from following redirects: a redirect would re-send the
@@ -272,7 +283,12 @@ func jsonBody(v any) (*body, error) {
 	return &body{contentType: "application/json", size: int64(len(b)), open: func() io.Reader { return bytes.NewReader(b) }}, nil
 }
 
-func formBody(f *form) (*body, error) {
+func (c *Client) formBody(f *form) (*body, error) {
+	if c.studio {
+		if err := f.studioCheck(); err != nil {
+			return nil, err
+		}
+	}
 	enc, err := f.encode()
 	if err != nil {
 		return nil, err
@@ -540,7 +556,7 @@ func (c *Client) TextToImage(ctx context.Context, p *TextToImageParams) (*ImageR
 
 // ImageToImage calls POST /image-to-image.
 func (c *Client) ImageToImage(ctx context.Context, p *ImageToImageParams) (*ImageResponse, error) {
-	b, err := formBody(p.form())
+	b, err := c.formBody(p.form())
 	if err != nil {
 		return nil, err
 	}
@@ -549,7 +565,7 @@ func (c *Client) ImageToImage(ctx context.Context, p *ImageToImageParams) (*Imag
 
 // ImageToVideo calls POST /image-to-video.
 func (c *Client) ImageToVideo(ctx context.Context, p *ImageToVideoParams) (*ImageResponse, error) {
-	b, err := formBody(p.form())
+	b, err := c.formBody(p.form())
 	if err != nil {
 		return nil, err
 	}
@@ -558,7 +574,7 @@ func (c *Client) ImageToVideo(ctx context.Context, p *ImageToVideoParams) (*Imag
 
 // Upscale calls POST /upscale.
 func (c *Client) Upscale(ctx context.Context, p *UpscaleParams) (*ImageResponse, error) {
-	b, err := formBody(p.form())
+	b, err := c.formBody(p.form())
 	if err != nil {
 		return nil, err
 	}
@@ -576,7 +592,7 @@ func (c *Client) images(ctx context.Context, pipeline string, b *body) (*ImageRe
 
 // AudioToText calls POST /audio-to-text.
 func (c *Client) AudioToText(ctx context.Context, p *AudioToTextParams) (*TextResponse, error) {
-	b, err := formBody(p.form())
+	b, err := c.formBody(p.form())
 	if err != nil {
 		return nil, err
 	}
@@ -589,7 +605,7 @@ func (c *Client) AudioToText(ctx context.Context, p *AudioToTextParams) (*TextRe
 
 // SegmentAnything2 calls POST /segment-anything-2.
 func (c *Client) SegmentAnything2(ctx context.Context, p *SegmentAnything2Params) (*MasksResponse, error) {
-	b, err := formBody(p.form())
+	b, err := c.formBody(p.form())
 	if err != nil {
 		return nil, err
 	}
@@ -617,7 +633,7 @@ func (c *Client) LLM(ctx context.Context, p *LLMRequest) (*LLMResponse, error) {
 
 // ImageToText calls POST /image-to-text.
 func (c *Client) ImageToText(ctx context.Context, p *ImageToTextParams) (*ImageToTextResponse, error) {
-	b, err := formBody(p.form())
+	b, err := c.formBody(p.form())
 	if err != nil {
 		return nil, err
 	}

@@ -29,14 +29,23 @@ func (f *form) fail(field, reason string) {
 	}
 }
 
-type formField struct{ name, value string }
+// formField is one text part. text marks a string-typed field (as opposed to a number
+// or boolean written as text), which Livepeer Studio's coercion can break.
+type formField struct {
+	name, value string
+	text        bool
+}
 
 type formFile struct {
 	name string
 	File
 }
 
-func (f *form) str(name, v string) { f.fields = append(f.fields, formField{name, v}) }
+// str adds a string-typed field.
+func (f *form) str(name, v string) { f.fields = append(f.fields, formField{name, v, true}) }
+
+// scalar adds a number or boolean written as text.
+func (f *form) scalar(name, v string) { f.fields = append(f.fields, formField{name, v, false}) }
 
 func (f *form) optStr(name string, v *string) {
 	if v != nil {
@@ -46,13 +55,13 @@ func (f *form) optStr(name string, v *string) {
 
 func (f *form) optInt(name string, v *int64) {
 	if v != nil {
-		f.str(name, strconv.FormatInt(*v, 10))
+		f.scalar(name, strconv.FormatInt(*v, 10))
 	}
 }
 
 func (f *form) optInt32(name string, v *int32) {
 	if v != nil {
-		f.str(name, strconv.FormatInt(int64(*v), 10))
+		f.scalar(name, strconv.FormatInt(int64(*v), 10))
 	}
 }
 
@@ -64,12 +73,12 @@ func (f *form) optFloat(name string, v *float64) {
 		f.fail(name, "must be a finite number")
 		return
 	}
-	f.str(name, strconv.FormatFloat(*v, 'g', -1, 64))
+	f.scalar(name, strconv.FormatFloat(*v, 'g', -1, 64))
 }
 
 func (f *form) optBool(name string, v *bool) {
 	if v != nil {
-		f.str(name, strconv.FormatBool(*v))
+		f.scalar(name, strconv.FormatBool(*v))
 	}
 }
 
@@ -220,4 +229,54 @@ func extensionFor(contentType string) string {
 		return ".ogg"
 	}
 	return ""
+}
+
+// studioCheck refuses string fields that Livepeer Studio would refuse after coercing
+// them (UPSTREAM §12.1): Studio runs JavaScript's Number.parseFloat on every multipart
+// text field before validating, so a value that begins with a number ("4k photo" reads
+// as 4) or is exactly "true" or "false" stops being a string and fails with 422 "must be
+// string". No rewrite keeps such a value's meaning, so genservice says so before paying
+// for a round trip.
+func (f *form) studioCheck() error {
+	for _, fl := range f.fields {
+		if !fl.text {
+			continue
+		}
+		switch {
+		case jsParsesAsNumber(fl.value):
+			return &InvalidParamError{Field: fl.name, Reason: fmt.Sprintf(
+				"begins with a number (%q), which Livepeer Studio reads as that number and then refuses as not a string; start the text with a word (for example \"a %s\"), or use a go-livepeer gateway",
+				truncateTo(fl.value, 24), truncateTo(fl.value, 24))}
+		case fl.value == "true" || fl.value == "false":
+			return &InvalidParamError{Field: fl.name, Reason: fmt.Sprintf(
+				"is exactly %q, which Livepeer Studio turns into a boolean and then refuses as not a string; use another spelling (for example %q)", fl.value, strings.ToUpper(fl.value[:1])+fl.value[1:])}
+		}
+	}
+	return nil
+}
+
+// jsParsesAsNumber reports whether JavaScript's Number.parseFloat(s) is not NaN: after
+// leading white space, an optional sign and then "Infinity", a digit, or a point and a
+// digit.
+func jsParsesAsNumber(s string) bool {
+	s = strings.TrimLeftFunc(s, jsSpace)
+	if s != "" && (s[0] == '+' || s[0] == '-') {
+		s = s[1:]
+	}
+	if strings.HasPrefix(s, "Infinity") {
+		return true
+	}
+	if s != "" && s[0] == '.' {
+		s = s[1:]
+	}
+	return s != "" && s[0] >= '0' && s[0] <= '9'
+}
+
+// jsSpace is JavaScript's WhiteSpace and LineTerminator set, which parseFloat skips.
+func jsSpace(r rune) bool {
+	switch r {
+	case '\t', '\n', '\v', '\f', '\r', ' ', '\u00a0', '\ufeff', '\u2028', '\u2029':
+		return true
+	}
+	return unicode.Is(unicode.Zs, r)
 }

@@ -171,7 +171,7 @@ func TestFormReaderReplays(t *testing.T) {
 		t.Errorf("size %d, body %d bytes", enc.size, len(first))
 	}
 	// Through the body wrapper the client uses, too.
-	b, err := formBody(f)
+	b, err := (&Client{}).formBody(f)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,6 +3,7 @@ package livepeer
 import (
 	"errors"
 	"fmt"
+	"strings"
 )
 
 // Pipeline names, as they appear in gateway paths.
@@ -158,7 +159,7 @@ type AudioToTextParams struct {
 func (p *AudioToTextParams) form() *form {
 	f := &form{}
 	f.str("model_id", p.ModelID)
-	f.optStr("return_timestamps", p.ReturnTimestamps)
+	f.optStr("return_timestamps", gatewayTimestamps(p.ReturnTimestamps))
 	f.file("audio", p.Audio)
 	return f
 }
@@ -349,4 +350,28 @@ func (r *LLMResponse) check() error {
 		return errors.New(`missing "choices"`)
 	}
 	return nil
+}
+
+// gatewayTimestamps spells return_timestamps so that every gateway reads it the same:
+// the runner lowercases the value (true, 1 and sentence mean sentence timestamps; false
+// and 0 none; word words), while Livepeer Studio turns "true", "false", "1" and "0" into
+// a boolean or a number and refuses them (UPSTREAM §12.1). "sentence", "word" and
+// "False" pass Studio as strings and mean the same to the runner. The caller's value is
+// read case-insensitively; an unknown value is passed through for the gateway to judge.
+func gatewayTimestamps(v *string) *string {
+	if v == nil {
+		return nil
+	}
+	var out string
+	switch strings.ToLower(*v) {
+	case "true", "1", "sentence":
+		out = "sentence"
+	case "false", "0":
+		out = "False"
+	case "word":
+		out = "word"
+	default:
+		out = *v
+	}
+	return &out
 }

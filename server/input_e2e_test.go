@@ -157,13 +157,13 @@ func TestE2E_Input_NonFiniteFloats(t *testing.T) {
 		{"LLM", "temperature", "from 0 to 2", func(x float64) inCall {
 			return inLLM(func(r *generationv1.LLMRequest) { r.Temperature = &x })
 		}},
-		{"LLM", "top_p", "greater than 0 and up to 1", func(x float64) inCall {
+		{"LLM", "top_p", "from 0 to 1", func(x float64) inCall {
 			return inLLM(func(r *generationv1.LLMRequest) { r.TopP = &x })
 		}},
 		{"LLMStream", "temperature", "from 0 to 2", func(x float64) inCall {
 			return inLLMStream(func(r *generationv1.LLMStreamRequest) { r.Temperature = &x })
 		}},
-		{"LLMStream", "top_p", "greater than 0 and up to 1", func(x float64) inCall {
+		{"LLMStream", "top_p", "from 0 to 1", func(x float64) inCall {
 			return inLLMStream(func(r *generationv1.LLMStreamRequest) { r.TopP = &x })
 		}},
 	}

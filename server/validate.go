@@ -133,19 +133,15 @@ func (v *violations) pixels(field string, x *int32) {
 // floatRange checks lo <= x <= hi (lo < x when loOpen) for a set field. NaN and ±Inf
 // fail every range: JSON cannot carry them at all, and a multipart field would carry
 // the text "NaN" to a model.
-func (v *violations) floatRange(field string, x *float64, lo, hi float64, loOpen bool) {
+func (v *violations) floatRange(field string, x *float64, lo, hi float64) {
 	if x == nil {
 		return
 	}
-	low := "from " + strconv.FormatFloat(lo, 'g', -1, 64)
-	if loOpen {
-		low = "greater than " + strconv.FormatFloat(lo, 'g', -1, 64) + " and up"
-	}
-	rng := low + " to " + strconv.FormatFloat(hi, 'g', -1, 64)
+	rng := "from " + strconv.FormatFloat(lo, 'g', -1, 64) + " to " + strconv.FormatFloat(hi, 'g', -1, 64)
 	switch {
 	case math.IsNaN(*x) || math.IsInf(*x, 0):
 		v.add(field, fmt.Sprintf("must be a finite number %s when set (got %v)", rng, *x))
-	case *x < lo || *x > hi || (loOpen && *x == lo):
+	case *x < lo || *x > hi:
 		v.add(field, fmt.Sprintf("must be %s when set (got %g)", rng, *x))
 	}
 }
@@ -172,7 +168,7 @@ func validateTextToImage(r *generationv1.TextToImageRequest) violations {
 	v.required("prompt", r.GetPrompt())
 	v.pixels("height", r.Height)
 	v.pixels("width", r.Width)
-	v.floatRange("guidance_scale", r.GuidanceScale, 0, maxGuidance, false)
+	v.floatRange("guidance_scale", r.GuidanceScale, 0, maxGuidance)
 	v.seed("seed", r.Seed)
 	v.intRange("num_inference_steps", r.NumInferenceSteps, 1, maxSteps)
 	v.intRange("num_images_per_prompt", r.NumImagesPerPrompt, 1, maxImages)
@@ -184,9 +180,9 @@ func validateImageToImage(r *generationv1.ImageToImageRequest) violations {
 	v.required("prompt", r.GetPrompt())
 	v.file("image", r.GetImage())
 	// strength: "Degree of transformation ... (0 to 1)" in the gateway spec.
-	v.floatRange("strength", r.Strength, 0, 1, false)
-	v.floatRange("guidance_scale", r.GuidanceScale, 0, maxGuidance, false)
-	v.floatRange("image_guidance_scale", r.ImageGuidanceScale, 0, maxGuidance, false)
+	v.floatRange("strength", r.Strength, 0, 1)
+	v.floatRange("guidance_scale", r.GuidanceScale, 0, maxGuidance)
+	v.floatRange("image_guidance_scale", r.ImageGuidanceScale, 0, maxGuidance)
 	v.seed("seed", r.Seed)
 	v.intRange("num_inference_steps", r.NumInferenceSteps, 1, maxSteps)
 	v.intRange("num_images_per_prompt", r.NumImagesPerPrompt, 1, maxImages)
@@ -203,7 +199,7 @@ func validateImageToVideo(r *generationv1.ImageToVideoRequest) violations {
 	// noise_aug_strength is the standard deviation of noise added to an image whose
 	// pixels span -1 to 1 (default 0.02): at 1 the noise is as strong as the image, so
 	// larger values (our own bound) only destroy the input.
-	v.floatRange("noise_aug_strength", r.NoiseAugStrength, 0, 1, false)
+	v.floatRange("noise_aug_strength", r.NoiseAugStrength, 0, 1)
 	v.seed("seed", r.Seed)
 	v.intRange("num_inference_steps", r.NumInferenceSteps, 1, maxSteps)
 	return v
@@ -223,8 +219,9 @@ var returnTimestamps = map[string]bool{"sentence": true, "word": true, "true": t
 func validateAudioToText(r *generationv1.AudioToTextRequest) violations {
 	var v violations
 	v.file("audio", r.GetAudio())
-	if r.ReturnTimestamps != nil && !returnTimestamps[*r.ReturnTimestamps] {
-		v.add("return_timestamps", `must be "sentence", "word", "true" or "false"`)
+	// Any letter case: genservice spells the value for the gateway (livepeer.gatewayTimestamps).
+	if r.ReturnTimestamps != nil && !returnTimestamps[strings.ToLower(*r.ReturnTimestamps)] {
+		v.add("return_timestamps", `must be "sentence", "word", "true" or "false" (any letter case; "1" and "0" also work)`)
 	}
 	return v
 }
@@ -251,11 +248,11 @@ func validateLLM(messages []*generationv1.LLMMessage, temperature *float64, maxT
 			v.add("messages["+itoa(i)+"].role", `must be "system", "user" or "assistant"`)
 		}
 	}
-	// Ranges the runner enforces (UPSTREAM.md §12.6); top_p 0 is refused as well
-	// because it would keep no token at all.
-	v.floatRange("temperature", temperature, 0, maxTemperature, false)
+	// The ranges the runner enforces (UPSTREAM.md §12.6): temperature 0–2, top_p 0–1
+	// inclusive, max_tokens at least 1.
+	v.floatRange("temperature", temperature, 0, maxTemperature)
 	v.intRange("max_tokens", maxTokens, 1, maxLLMTokens)
-	v.floatRange("top_p", topP, 0, 1, true)
+	v.floatRange("top_p", topP, 0, 1)
 	// top_k: -1 disables it; there is no upper bound because a top_k larger than the
 	// model's vocabulary simply keeps every token.
 	if topK != nil && *topK != -1 && *topK < 1 {
