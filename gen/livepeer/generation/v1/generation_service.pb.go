@@ -440,6 +440,9 @@ type ImageToImageRequest struct {
 	// Hugging Face model id. Empty: genservice sends "timbrooks/instruct-pix2pix".
 	ModelId string `protobuf:"bytes,1,opt,name=model_id,json=modelId,proto3" json:"model_id,omitempty"`
 	// Text prompt(s) guiding the transformation. Required and non-empty.
+	// Through Livepeer Studio, text that begins with a number ("4k photo of…") or is exactly
+	// "true"/"false" is refused with INVALID_ARGUMENT before sending: Studio reads such a
+	// multipart field as a number and rejects it. Start the text with a word.
 	Prompt string `protobuf:"bytes,2,opt,name=prompt,proto3" json:"prompt,omitempty"`
 	// The image to transform. Required.
 	Image *InputFile `protobuf:"bytes,3,opt,name=image,proto3" json:"image,omitempty"`
@@ -452,6 +455,7 @@ type ImageToImageRequest struct {
 	// How strongly the result is pushed towards the input image. Gateway default: 1.5.
 	ImageGuidanceScale *float64 `protobuf:"fixed64,7,opt,name=image_guidance_scale,json=imageGuidanceScale,proto3,oneof" json:"image_guidance_scale,omitempty"`
 	// What to exclude from the image. Ignored if guidance_scale < 1. Gateway default: "".
+	// The rule for text that begins with a number applies as for prompt.
 	NegativePrompt *string `protobuf:"bytes,8,opt,name=negative_prompt,json=negativePrompt,proto3,oneof" json:"negative_prompt,omitempty"`
 	// Run the safety checker, which sets Media.nsfw. Gateway default: true.
 	SafetyCheck *bool `protobuf:"varint,9,opt,name=safety_check,json=safetyCheck,proto3,oneof" json:"safety_check,omitempty"`
@@ -833,6 +837,9 @@ type UpscaleRequest struct {
 	// "stabilityai/stable-diffusion-x4-upscaler".
 	ModelId string `protobuf:"bytes,1,opt,name=model_id,json=modelId,proto3" json:"model_id,omitempty"`
 	// Text prompt guiding the upscaled image. Required and non-empty.
+	// Through Livepeer Studio, text that begins with a number ("4k photo of…") or is exactly
+	// "true"/"false" is refused with INVALID_ARGUMENT before sending: Studio reads such a
+	// multipart field as a number and rejects it. Start the text with a word.
 	Prompt string `protobuf:"bytes,2,opt,name=prompt,proto3" json:"prompt,omitempty"`
 	// The image to upscale. Required.
 	Image *InputFile `protobuf:"bytes,3,opt,name=image,proto3" json:"image,omitempty"`
@@ -984,8 +991,10 @@ type AudioToTextRequest struct {
 	ModelId string `protobuf:"bytes,1,opt,name=model_id,json=modelId,proto3" json:"model_id,omitempty"`
 	// The audio to transcribe (mp4, webm, mp3, flac, wav or m4a). Required.
 	Audio *InputFile `protobuf:"bytes,2,opt,name=audio,proto3" json:"audio,omitempty"`
-	// Timestamps to return: "sentence" (same as "true"), "word", or "false" for none.
-	// Gateway default: "true".
+	// Timestamps to return: "sentence" (same as "true" or "1"), "word", or "false" (or "0")
+	// for none, in any letter case. genservice spells the value so that Livepeer Studio,
+	// which turns "true"/"false"/"1"/"0" into non-strings and refuses them, accepts it.
+	// Gateway default: sentence timestamps.
 	ReturnTimestamps *string `protobuf:"bytes,3,opt,name=return_timestamps,json=returnTimestamps,proto3,oneof" json:"return_timestamps,omitempty"`
 	unknownFields    protoimpl.UnknownFields
 	sizeCache        protoimpl.SizeCache
@@ -1408,12 +1417,13 @@ type LLMRequest struct {
 	Messages []*LLMMessage `protobuf:"bytes,1,rep,name=messages,proto3" json:"messages,omitempty"`
 	// Model id. Empty: genservice sends "meta-llama/Meta-Llama-3.1-8B-Instruct".
 	Model string `protobuf:"bytes,2,opt,name=model,proto3" json:"model,omitempty"`
-	// Sampling temperature. Gateway default: 0.7.
+	// Sampling temperature, from 0 to 2 (the runner's range). Gateway default: 0.7.
 	Temperature *float64 `protobuf:"fixed64,3,opt,name=temperature,proto3,oneof" json:"temperature,omitempty"`
 	// Maximum number of tokens to generate; the gateway prices requests by it.
 	// Unset: genservice sends 256, the gateway's default (a go-livepeer gateway requires it).
 	MaxTokens *int32 `protobuf:"varint,4,opt,name=max_tokens,json=maxTokens,proto3,oneof" json:"max_tokens,omitempty"`
-	// Nucleus sampling probability mass. Gateway default: 1.0.
+	// Nucleus sampling probability mass, from 0 to 1 inclusive (the runner's range).
+	// Gateway default: 1.0.
 	TopP *float64 `protobuf:"fixed64,5,opt,name=top_p,json=topP,proto3,oneof" json:"top_p,omitempty"`
 	// Top-k sampling; -1 disables it. Gateway default: -1.
 	TopK          *int32 `protobuf:"varint,6,opt,name=top_k,json=topK,proto3,oneof" json:"top_k,omitempty"`
@@ -1562,7 +1572,9 @@ type LLMChoice struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Position of this choice.
 	Index int32 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
-	// Why generation stopped, e.g. "stop" or "length"; empty while still generating.
+	// Why generation stopped; empty while still generating. The Livepeer runner only ever
+	// sends "stop" (also when max_tokens cut the answer short); other gateways may send
+	// "length" as well. A stream ends after the first event that has it set.
 	FinishReason string `protobuf:"bytes,2,opt,name=finish_reason,json=finishReason,proto3" json:"finish_reason,omitempty"`
 	// In LLMStreamResponse: the text added by this event.
 	Delta *LLMMessage `protobuf:"bytes,3,opt,name=delta,proto3" json:"delta,omitempty"`
@@ -1719,11 +1731,12 @@ type LLMStreamRequest struct {
 	Messages []*LLMMessage `protobuf:"bytes,1,rep,name=messages,proto3" json:"messages,omitempty"`
 	// Model id. Empty: genservice sends "meta-llama/Meta-Llama-3.1-8B-Instruct".
 	Model string `protobuf:"bytes,2,opt,name=model,proto3" json:"model,omitempty"`
-	// Sampling temperature. Gateway default: 0.7.
+	// Sampling temperature, from 0 to 2 (the runner's range). Gateway default: 0.7.
 	Temperature *float64 `protobuf:"fixed64,3,opt,name=temperature,proto3,oneof" json:"temperature,omitempty"`
 	// Maximum number of tokens to generate. Unset: genservice sends 256.
 	MaxTokens *int32 `protobuf:"varint,4,opt,name=max_tokens,json=maxTokens,proto3,oneof" json:"max_tokens,omitempty"`
-	// Nucleus sampling probability mass. Gateway default: 1.0.
+	// Nucleus sampling probability mass, from 0 to 1 inclusive (the runner's range).
+	// Gateway default: 1.0.
 	TopP *float64 `protobuf:"fixed64,5,opt,name=top_p,json=topP,proto3,oneof" json:"top_p,omitempty"`
 	// Top-k sampling; -1 disables it. Gateway default: -1.
 	TopK          *int32 `protobuf:"varint,6,opt,name=top_k,json=topK,proto3,oneof" json:"top_k,omitempty"`
@@ -1893,7 +1906,8 @@ type ImageToTextRequest struct {
 	ModelId string `protobuf:"bytes,1,opt,name=model_id,json=modelId,proto3" json:"model_id,omitempty"`
 	// The image to describe. Required.
 	Image *InputFile `protobuf:"bytes,2,opt,name=image,proto3" json:"image,omitempty"`
-	// Text that guides the caption. Gateway default: "".
+	// Text that guides the caption. Gateway default: "". The rule for text that begins
+	// with a number applies as for ImageToImageRequest.prompt.
 	Prompt        *string `protobuf:"bytes,3,opt,name=prompt,proto3,oneof" json:"prompt,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
