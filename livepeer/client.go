@@ -6,6 +6,8 @@
 package livepeer
 
 import (
+	"genservice/livepeer/pipeline"
+
 	"bytes"
 	"context"
 	"crypto/tls"
@@ -77,19 +79,15 @@ type noObserver struct{}
 func (noObserver) AttemptStarted()                             {}
 func (noObserver) AttemptDone(string, int, int, time.Duration) {}
 
-// DefaultTimeouts bounds each pipeline when the caller sets no deadline. Image-to-video
-// and cold models take minutes; Studio itself gives the gateway 10 minutes.
-var DefaultTimeouts = map[string]time.Duration{
-	PipelineTextToImage:      2 * time.Minute,
-	PipelineImageToImage:     2 * time.Minute,
-	PipelineImageToVideo:     10 * time.Minute,
-	PipelineUpscale:          3 * time.Minute,
-	PipelineAudioToText:      5 * time.Minute,
-	PipelineSegmentAnything2: 2 * time.Minute,
-	PipelineLLM:              5 * time.Minute,
-	PipelineImageToText:      2 * time.Minute,
-	PipelineTextToSpeech:     3 * time.Minute,
-}
+// DefaultTimeouts bounds each pipeline when the caller sets no deadline, from the
+// pipeline table.
+var DefaultTimeouts = func() map[string]time.Duration {
+	m := map[string]time.Duration{}
+	for _, p := range pipeline.All() {
+		m[p.Name] = p.Timeout
+	}
+	return m
+}()
 
 // Client calls the gateway. It is safe for concurrent use.
 type Client struct {

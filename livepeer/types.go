@@ -1,46 +1,37 @@
 package livepeer
 
 import (
+	"genservice/livepeer/pipeline"
+
 	"errors"
 	"fmt"
 	"strings"
 )
 
-// Pipeline names, as they appear in gateway paths.
+// Pipeline names, as they appear in gateway paths (from the pipeline table).
 const (
-	PipelineTextToImage      = "text-to-image"
-	PipelineImageToImage     = "image-to-image"
-	PipelineImageToVideo     = "image-to-video"
-	PipelineUpscale          = "upscale"
-	PipelineAudioToText      = "audio-to-text"
-	PipelineSegmentAnything2 = "segment-anything-2"
-	PipelineLLM              = "llm"
-	PipelineImageToText      = "image-to-text"
-	PipelineTextToSpeech     = "text-to-speech"
+	PipelineTextToImage      = pipeline.TextToImage
+	PipelineImageToImage     = pipeline.ImageToImage
+	PipelineImageToVideo     = pipeline.ImageToVideo
+	PipelineUpscale          = pipeline.Upscale
+	PipelineAudioToText      = pipeline.AudioToText
+	PipelineSegmentAnything2 = pipeline.SegmentAnything2
+	PipelineLLM              = pipeline.LLM
+	PipelineImageToText      = pipeline.ImageToText
+	PipelineTextToSpeech     = pipeline.TextToSpeech
 )
 
 // Pipelines lists every batch pipeline genservice serves.
-var Pipelines = []string{
-	PipelineTextToImage, PipelineImageToImage, PipelineImageToVideo, PipelineUpscale,
-	PipelineAudioToText, PipelineSegmentAnything2, PipelineLLM, PipelineImageToText,
-	PipelineTextToSpeech,
-}
+var Pipelines = pipeline.Names()
 
-// DefaultModels is the model sent when a caller leaves the model empty. The gateway spec
-// requires model_id, and a go-livepeer gateway dereferences it unguarded, so genservice
-// always sends one: the model Livepeer Studio injects (and the docs keep warm), or the
-// gateway's own fallback for pipelines Studio does not serve.
-var DefaultModels = map[string]string{
-	PipelineTextToImage:      "SG161222/RealVisXL_V4.0_Lightning",
-	PipelineImageToImage:     "timbrooks/instruct-pix2pix",
-	PipelineImageToVideo:     "stabilityai/stable-video-diffusion-img2vid-xt-1-1",
-	PipelineUpscale:          "stabilityai/stable-diffusion-x4-upscaler",
-	PipelineAudioToText:      "openai/whisper-large-v3",
-	PipelineSegmentAnything2: "facebook/sam2-hiera-large",
-	PipelineLLM:              "meta-llama/Meta-Llama-3.1-8B-Instruct",
-	PipelineImageToText:      "Salesforce/blip-image-captioning-large",
-	PipelineTextToSpeech:     "parler-tts/parler-tts-large-v1",
-}
+// DefaultModels is each pipeline's default model, from the pipeline table.
+var DefaultModels = func() map[string]string {
+	m := map[string]string{}
+	for _, p := range pipeline.All() {
+		m[p.Name] = p.DefaultModel
+	}
+	return m
+}()
 
 // File is an uploaded media file. Content is referenced, not copied, when the request
 // body is built.

@@ -18,6 +18,7 @@ import (
 	"genservice/authz"
 	generationv1 "genservice/gen/livepeer/generation/v1"
 	"genservice/livepeer"
+	"genservice/livepeer/pipeline"
 )
 
 // This file is the error table of DESIGN §7: the one place where outcomes become gRPC
@@ -328,7 +329,7 @@ var upstreamRows = map[livepeer.Kind]upstreamRow{
 			if f.httpStatus == http.StatusUnprocessableEntity {
 				return "the configured gateway does not accept the llm API genservice speaks (HTTP 422" + f.said + "); Livepeer Studio's llm endpoint still expects its older multipart form: point --gateway-url at a go-livepeer AI gateway for LLM"
 			}
-			return "the configured gateway does not serve the " + f.pipeline + " pipeline (HTTP 404); Livepeer Studio has no image-to-text or text-to-speech"
+			return "the configured gateway does not serve the " + f.pipeline + " pipeline (HTTP 404); Livepeer Studio has no " + strings.Join(pipeline.NotOnStudio(), " or ")
 		},
 	},
 	livepeer.KindRateLimited: {

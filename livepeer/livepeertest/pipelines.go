@@ -1,6 +1,10 @@
 package livepeertest
 
-import "slices"
+import (
+	"slices"
+
+	pipelines "genservice/livepeer/pipeline"
+)
 
 // The nine batch pipelines and their request schemas, transcribed from the
 // gateway OpenAPI spec (shared/livepeer/gateway.openapi.yaml). Field order
@@ -11,31 +15,25 @@ import "slices"
 // multipart Body_genLLM schema (UPSTREAM.md §3.7), and model_id is required
 // as in the gateway spec although Studio would inject a default.
 
-// Pipeline names, as they appear in the URL path.
+// Pipeline names, as they appear in the URL path (genservice's pipeline table).
 const (
-	TextToImage      = "text-to-image"
-	ImageToImage     = "image-to-image"
-	ImageToVideo     = "image-to-video"
-	Upscale          = "upscale"
-	AudioToText      = "audio-to-text"
-	SegmentAnything2 = "segment-anything-2"
-	LLM              = "llm"
-	ImageToText      = "image-to-text"
-	TextToSpeech     = "text-to-speech"
+	TextToImage      = pipelines.TextToImage
+	ImageToImage     = pipelines.ImageToImage
+	ImageToVideo     = pipelines.ImageToVideo
+	Upscale          = pipelines.Upscale
+	AudioToText      = pipelines.AudioToText
+	SegmentAnything2 = pipelines.SegmentAnything2
+	LLM              = pipelines.LLM
+	ImageToText      = pipelines.ImageToText
+	TextToSpeech     = pipelines.TextToSpeech
 )
 
 // Pipelines lists every pipeline the simulator knows, in spec order.
-var Pipelines = []string{
-	TextToImage, ImageToImage, ImageToVideo, Upscale, AudioToText,
-	SegmentAnything2, LLM, ImageToText, TextToSpeech,
-}
+var Pipelines = pipelines.Names()
 
 // StudioPipelines are the pipelines Livepeer Studio serves (UPSTREAM.md
 // §2.2); pass it as Config.Pipelines to simulate Studio exactly.
-var StudioPipelines = []string{
-	TextToImage, ImageToImage, ImageToVideo, Upscale, AudioToText,
-	SegmentAnything2, LLM,
-}
+var StudioPipelines = pipelines.StudioNames()
 
 type kind uint8
 
@@ -102,39 +100,39 @@ var studioLLMSpec = newPipeline(LLM, false, []string{"prompt"},
 
 func init() {
 	for _, p := range []*pipeline{
-		newPipeline(TextToImage, true, []string{"prompt", "model_id"},
+		newPipeline(TextToImage, isJSON(TextToImage), []string{"prompt", "model_id"},
 			field{"model_id", kString}, field{"loras", kString}, field{"prompt", kString},
 			field{"height", kInteger}, field{"width", kInteger}, field{"guidance_scale", kNumber},
 			field{"negative_prompt", kString}, field{"safety_check", kBoolean}, field{"seed", kInteger},
 			field{"num_inference_steps", kInteger}, field{"num_images_per_prompt", kInteger}),
-		newPipeline(ImageToImage, false, []string{"prompt", "image", "model_id"},
+		newPipeline(ImageToImage, isJSON(ImageToImage), []string{"prompt", "image", "model_id"},
 			field{"prompt", kString}, field{"image", kFile}, field{"model_id", kString},
 			field{"loras", kString}, field{"strength", kNumber}, field{"guidance_scale", kNumber},
 			field{"image_guidance_scale", kNumber}, field{"negative_prompt", kString},
 			field{"safety_check", kBoolean}, field{"seed", kInteger},
 			field{"num_inference_steps", kInteger}, field{"num_images_per_prompt", kInteger}),
-		newPipeline(ImageToVideo, false, []string{"image", "model_id"},
+		newPipeline(ImageToVideo, isJSON(ImageToVideo), []string{"image", "model_id"},
 			field{"image", kFile}, field{"model_id", kString}, field{"height", kInteger},
 			field{"width", kInteger}, field{"fps", kInteger}, field{"motion_bucket_id", kInteger},
 			field{"noise_aug_strength", kNumber}, field{"safety_check", kBoolean},
 			field{"seed", kInteger}, field{"num_inference_steps", kInteger}),
-		newPipeline(Upscale, false, []string{"prompt", "image", "model_id"},
+		newPipeline(Upscale, isJSON(Upscale), []string{"prompt", "image", "model_id"},
 			field{"prompt", kString}, field{"image", kFile}, field{"model_id", kString},
 			field{"safety_check", kBoolean}, field{"seed", kInteger}, field{"num_inference_steps", kInteger}),
-		newPipeline(AudioToText, false, []string{"audio", "model_id"},
+		newPipeline(AudioToText, isJSON(AudioToText), []string{"audio", "model_id"},
 			field{"audio", kFile}, field{"model_id", kString}, field{"return_timestamps", kString}),
-		newPipeline(SegmentAnything2, false, []string{"image", "model_id"},
+		newPipeline(SegmentAnything2, isJSON(SegmentAnything2), []string{"image", "model_id"},
 			field{"image", kFile}, field{"model_id", kString}, field{"point_coords", kString},
 			field{"point_labels", kString}, field{"box", kString}, field{"mask_input", kString},
 			field{"multimask_output", kBoolean}, field{"return_logits", kBoolean},
 			field{"normalize_coords", kBoolean}),
-		newPipeline(LLM, true, []string{"messages"},
+		newPipeline(LLM, isJSON(LLM), []string{"messages"},
 			field{"messages", kMessages}, field{"model", kString}, field{"temperature", kNumber},
 			field{"max_tokens", kInteger}, field{"top_p", kNumber}, field{"top_k", kInteger},
 			field{"stream", kBoolean}),
-		newPipeline(ImageToText, false, []string{"image", "model_id"},
+		newPipeline(ImageToText, isJSON(ImageToText), []string{"image", "model_id"},
 			field{"image", kFile}, field{"prompt", kString}, field{"model_id", kString}),
-		newPipeline(TextToSpeech, true, []string{"model_id"},
+		newPipeline(TextToSpeech, isJSON(TextToSpeech), []string{"model_id"},
 			field{"model_id", kString}, field{"text", kString}, field{"description", kString}),
 	} {
 		pipelineSpecs[p.name] = p
@@ -143,4 +141,10 @@ func init() {
 		studioSpecs[p.name] = &q
 	}
 	studioSpecs[LLM] = studioLLMSpec
+}
+
+// isJSON reads the request encoding from genservice's pipeline table.
+func isJSON(name string) bool {
+	p, _ := pipelines.Get(name)
+	return p.JSON
 }
