@@ -191,15 +191,15 @@ func TestClientDoesNotFollowRedirects(t *testing.T) {
 			http.Redirect(w, r, target.URL+r.URL.Path, code)
 		}))
 		c := newTestClient(t, redirector.URL+"/api/beta/generate", nil)
-		ci := &CallInfo{}
-		_, err := c.TextToImage(WithCallInfo(context.Background(), ci), t2i())
+		ci := &Trace{}
+		_, err := c.TextToImage(WithTrace(context.Background(), ci), t2i())
 		redirector.Close()
 		var se *StatusError
 		if !errors.As(err, &se) || se.StatusCode != code {
 			t.Errorf("%d: err = %v, want StatusError %d", code, err, code)
 		}
 		if ci.Attempts != 1 || ci.Status != code {
-			t.Errorf("%d: CallInfo = %+v", code, ci)
+			t.Errorf("%d: Trace = %+v", code, ci)
 		}
 	}
 	if n := targetHits.Load(); n != 0 {
@@ -216,8 +216,8 @@ func TestClientRetriesGatewayErrors(t *testing.T) {
 			// Default: two attempts, both failing.
 			c := newTestClient(t, sim.URL(), nil)
 			sim.Script(PipelineTextToImage, fail, fail)
-			ci := &CallInfo{}
-			_, err := c.TextToImage(WithCallInfo(context.Background(), ci), t2i())
+			ci := &Trace{}
+			_, err := c.TextToImage(WithTrace(context.Background(), ci), t2i())
 			var se *StatusError
 			if !errors.As(err, &se) || se.StatusCode != code || se.Message != "busy" {
 				t.Fatalf("err = %v, want StatusError %d", err, code)
@@ -226,18 +226,18 @@ func TestClientRetriesGatewayErrors(t *testing.T) {
 				t.Errorf("hits = %d, want 2", n)
 			}
 			if ci.Attempts != 2 || ci.Status != code {
-				t.Errorf("CallInfo = %+v", ci)
+				t.Errorf("Trace = %+v", ci)
 			}
 
 			// One failure then success: the retry succeeds.
 			sim.Reset()
 			sim.Script(PipelineTextToImage, fail)
-			ci = &CallInfo{}
-			if _, err := c.TextToImage(WithCallInfo(context.Background(), ci), t2i()); err != nil {
+			ci = &Trace{}
+			if _, err := c.TextToImage(WithTrace(context.Background(), ci), t2i()); err != nil {
 				t.Fatalf("retry after %d: %v", code, err)
 			}
 			if n := sim.Hits(PipelineTextToImage); n != 2 || ci.Attempts != 2 || ci.Status != http.StatusOK {
-				t.Errorf("hits = %d, CallInfo = %+v", n, ci)
+				t.Errorf("hits = %d, Trace = %+v", n, ci)
 			}
 
 			// MaxAttempts 1 disables retries.
@@ -407,8 +407,8 @@ func TestClientConnectError(t *testing.T) {
 		maxAttempts, want int
 	}{{0, 2}, {1, 1}, {3, 3}} {
 		c := newTestClient(t, url, func(c *Config) { c.MaxAttempts = tc.maxAttempts })
-		ci := &CallInfo{}
-		_, err := c.TextToImage(WithCallInfo(context.Background(), ci), t2i())
+		ci := &Trace{}
+		_, err := c.TextToImage(WithTrace(context.Background(), ci), t2i())
 		var te *TransportError
 		if !errors.As(err, &te) {
 			t.Fatalf("err = %T %v, want *TransportError", err, err)
@@ -420,7 +420,7 @@ func TestClientConnectError(t *testing.T) {
 			t.Errorf("message = %q", err.Error())
 		}
 		if ci.Attempts != tc.want || ci.Status != 0 {
-			t.Errorf("MaxAttempts %d: CallInfo = %+v, want %d attempts", tc.maxAttempts, ci, tc.want)
+			t.Errorf("MaxAttempts %d: Trace = %+v, want %d attempts", tc.maxAttempts, ci, tc.want)
 		}
 	}
 }
@@ -447,9 +447,9 @@ func TestClientPipelineTimeout(t *testing.T) {
 		c.Timeouts = map[string]time.Duration{PipelineTextToImage: 100 * time.Millisecond}
 	})
 	sim.Script(PipelineTextToImage, livepeertest.Step{Delay: 2 * time.Second})
-	ci := &CallInfo{}
+	ci := &Trace{}
 	start := time.Now()
-	_, err := c.TextToImage(WithCallInfo(context.Background(), ci), t2i())
+	_, err := c.TextToImage(WithTrace(context.Background(), ci), t2i())
 	var te *TransportError
 	if !errors.As(err, &te) || !te.Timeout {
 		t.Fatalf("err = %T %v, want TransportError{Timeout: true}", err, err)
@@ -461,7 +461,7 @@ func TestClientPipelineTimeout(t *testing.T) {
 		t.Errorf("took %v with a 100ms timeout", el)
 	}
 	if n := sim.Hits(PipelineTextToImage); n != 1 || ci.Attempts != 1 {
-		t.Errorf("hits = %d, CallInfo = %+v", n, ci)
+		t.Errorf("hits = %d, Trace = %+v", n, ci)
 	}
 	if !sim.WaitDisconnects(1, 2*time.Second) {
 		t.Error("the upstream request was not cancelled")
@@ -626,38 +626,38 @@ func TestClientResolvesRelativeURLs(t *testing.T) {
 	}
 }
 
-func TestClientCallInfo(t *testing.T) {
+func TestClientTrace(t *testing.T) {
 	sim := newSim(t, livepeertest.Config{})
 	c := newTestClient(t, sim.URL(), nil)
-	if CallInfoFrom(context.Background()) != nil {
-		t.Error("CallInfoFrom on a bare context is not nil")
+	if TraceFrom(context.Background()) != nil {
+		t.Error("TraceFrom on a bare context is not nil")
 	}
-	ci := &CallInfo{}
-	ctx := WithCallInfo(context.Background(), ci)
-	if CallInfoFrom(ctx) != ci {
-		t.Fatal("CallInfoFrom does not return the attached CallInfo")
+	ci := &Trace{}
+	ctx := WithTrace(context.Background(), ci)
+	if TraceFrom(ctx) != ci {
+		t.Fatal("TraceFrom does not return the attached Trace")
 	}
 	sim.Script(PipelineTextToImage, livepeertest.Step{Status: 503, Body: livepeertest.GatewayError("x"), Delay: 20 * time.Millisecond})
 	if _, err := c.TextToImage(ctx, t2i()); err != nil {
 		t.Fatal(err)
 	}
 	if ci.Pipeline != PipelineTextToImage || ci.Attempts != 2 || ci.Status != 200 || ci.KeyFingerprint != mustParseKey(t, testSecret).Fingerprint() {
-		t.Errorf("CallInfo = %+v", ci)
+		t.Errorf("Trace = %+v", ci)
 	}
 	if d := ci.UpstreamDuration(); d < 20*time.Millisecond || d > 5*time.Second {
 		t.Errorf("UpstreamDuration = %v", d)
 	}
 
 	// A StatusError records the status and the key fingerprint too.
-	ci = &CallInfo{}
+	ci = &Trace{}
 	sim.Script(PipelineTextToImage, livepeertest.Step{Status: 400, Body: livepeertest.GatewayError(": Prompt must be provided.")})
-	_, err := c.TextToImage(WithCallInfo(context.Background(), ci), t2i())
+	_, err := c.TextToImage(WithTrace(context.Background(), ci), t2i())
 	var se *StatusError
 	if !errors.As(err, &se) || se.Message != "Prompt must be provided." || se.KeyFingerprint != ci.KeyFingerprint {
 		t.Errorf("err = %#v", err)
 	}
 	if ci.Attempts != 1 || ci.Status != 400 {
-		t.Errorf("CallInfo = %+v", ci)
+		t.Errorf("Trace = %+v", ci)
 	}
 }
 
@@ -785,8 +785,8 @@ func TestClientLogsEachRetriedAttempt(t *testing.T) {
 	}), nil))
 	c := newTestClient(t, sim.URL(), func(cfg *Config) { cfg.Logger = log })
 	sim.Script(PipelineTextToImage, livepeertest.Step{Status: 503, Body: livepeertest.GatewayError("Service Unavailable Error")})
-	ci := &CallInfo{RequestID: "req-42"}
-	if _, err := c.TextToImage(WithCallInfo(context.Background(), ci), t2i()); err != nil {
+	ci := &Trace{RequestID: "req-42"}
+	if _, err := c.TextToImage(WithTrace(context.Background(), ci), t2i()); err != nil {
 		t.Fatal(err)
 	}
 	mu.Lock()

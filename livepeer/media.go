@@ -135,7 +135,7 @@ func (f *MediaFetcher) FetchLimit(ctx context.Context, rawURL string, limit int6
 	}
 	start := time.Now()
 	resp, err := f.http.Do(req)
-	defer func() { CallInfoFrom(ctx).addUpstream(time.Since(start)) }()
+	defer func() { TraceFrom(ctx).addUpstream(time.Since(start)) }()
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil, "", ctxError(ctx)

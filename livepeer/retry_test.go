@@ -99,8 +99,8 @@ func TestRetry_RetryableStatusesRetriedOnce(t *testing.T) {
 			obs := &stObserver{}
 			c := stClient(t, sim.URL(), func(c *Config) { c.Observer = obs })
 			sim.Script(PipelineTextToImage, stFail(tc.status, tc.retryAfter), stFail(tc.status, tc.retryAfter), stFail(tc.status, tc.retryAfter))
-			ci := &CallInfo{}
-			_, err := c.TextToImage(WithCallInfo(context.Background(), ci), stT2I())
+			ci := &Trace{}
+			_, err := c.TextToImage(WithTrace(context.Background(), ci), stT2I())
 			var se *StatusError
 			if !errors.As(err, &se) || se.StatusCode != tc.status {
 				t.Fatalf("err = %T %v, want StatusError %d", err, err, tc.status)
@@ -163,8 +163,8 @@ func TestRetry_ConnectErrorRetried(t *testing.T) {
 	for _, tc := range []struct{ max, want int }{{0, 2}, {1, 1}, {3, 3}} {
 		obs := &stObserver{}
 		c := stClient(t, "http://"+addr+"/api/beta/generate", func(c *Config) { c.MaxAttempts = tc.max; c.Observer = obs })
-		ci := &CallInfo{}
-		_, err := c.TextToImage(WithCallInfo(context.Background(), ci), stT2I())
+		ci := &Trace{}
+		_, err := c.TextToImage(WithTrace(context.Background(), ci), stT2I())
 		var te *TransportError
 		if !errors.As(err, &te) || te.Timeout {
 			t.Fatalf("MaxAttempts %d: err = %T %v, want a connect TransportError", tc.max, err, err)

@@ -114,7 +114,7 @@ func (s *LLMStream) Next() (*LLMResponse, error) {
 	} else if s.timer != nil {
 		s.timer.Reset(s.idle)
 	}
-	ci := CallInfoFrom(s.ctx)
+	ci := TraceFrom(s.ctx)
 	for {
 		start := time.Now()
 		data, err := s.readEvent()
