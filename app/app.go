@@ -63,6 +63,7 @@ func Run(ctx context.Context, c *Config, log *slog.Logger, ready func(Listening)
 	}()
 	var srv *server.Server
 	m := metrics.New(func() time.Time { return srv.CertificateNotAfter() })
+	m.SetBuildInfo(c.Version)
 
 	var keys livepeer.KeySource = livepeer.StaticKey(c.Key)
 	if c.KeyFile != "" {
@@ -168,7 +169,7 @@ func Run(ctx context.Context, c *Config, log *slog.Logger, ready func(Listening)
 	}
 	if c.MaxConnGrace > 0 && c.MaxConnGrace < c.LongestTimeout() {
 		log.Warn("--max-connection-age-grace is shorter than the longest pipeline timeout: calls that long are cut when their connection ages out",
-			slog.Duration("grace", c.MaxConnGrace), slog.Duration("longestTimeout", c.LongestTimeout()))
+			slog.Int64("graceMs", c.MaxConnGrace.Milliseconds()), slog.Int64("longestTimeoutMs", c.LongestTimeout().Milliseconds()))
 	}
 	if c.Mesh != "" {
 		log.Warn("mesh mode: plaintext listener; caller identity taken from the sidecar's header", slog.String("mesh", c.Mesh))
@@ -190,7 +191,7 @@ func Run(ctx context.Context, c *Config, log *slog.Logger, ready func(Listening)
 		return fmt.Errorf("admin listener: %v", err)
 	case <-ctx.Done():
 	}
-	log.Info("shutting down (a second SIGTERM or SIGINT exits at once)", slog.Duration("drainDelay", c.DrainDelay), slog.Duration("grace", c.ShutdownGrace))
+	log.Info("shutting down (a second SIGTERM or SIGINT exits at once)", slog.Int64("drainDelayMs", c.DrainDelay.Milliseconds()), slog.Int64("graceMs", c.ShutdownGrace.Milliseconds()))
 	sctx, cancel := context.WithTimeout(context.Background(), c.DrainDelay+c.ShutdownGrace)
 	defer cancel()
 	srv.Shutdown(sctx, c.DrainDelay)

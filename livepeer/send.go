@@ -164,7 +164,7 @@ func (c *Client) backoff(ctx context.Context, pipeline string, attempt int, retr
 	c.log.LogAttrs(ctx, slog.LevelInfo, "upstream attempt failed; retrying",
 		slog.String("requestId", requestID), slog.String("pipeline", pipeline),
 		slog.Int("attempt", attempt), slog.String("outcome", outcome),
-		slog.Duration("backoff", d))
+		slog.Float64("backoffMs", float64(d.Microseconds())/1000))
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {

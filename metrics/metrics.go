@@ -1,6 +1,7 @@
 // Package metrics holds genservice's Prometheus collectors: the gRPC server metrics of
 // go-grpc-middleware's provider plus the service's own (upstream requests, overhead,
-// reloads, certificate expiry, errors by principal, in-flight upstream calls).
+// reloads, certificate expiry, calls and errors by principal, LLM tokens by principal,
+// in-flight upstream calls, build info).
 //
 // No label ever carries a key, a prompt or another unbounded value: labels are method
 // and pipeline names, HTTP status codes, attempt numbers up to the configured maximum,
@@ -10,6 +11,7 @@ package metrics
 
 import (
 	"net/http"
+	"runtime"
 	"strconv"
 	"time"
 
@@ -31,6 +33,9 @@ type Metrics struct {
 	overhead         *prometheus.HistogramVec
 	reloads          *prometheus.CounterVec
 	errors           *prometheus.CounterVec
+	calls            *prometheus.CounterVec
+	tokens           *prometheus.CounterVec
+	buildInfo        *prometheus.GaugeVec
 }
 
 // latencyBuckets span a fast text-to-image call to a slow image-to-video one.
@@ -75,8 +80,21 @@ func New(certNotAfter func() time.Time) *Metrics {
 			Name: "genservice_call_errors_total",
 			Help: "Failed calls by caller principal, method, gRPC code and ErrorInfo reason (denials, rate limits and upstream 401s included).",
 		}, []string{"principal", "grpc_method", "grpc_code", "reason"}),
+		calls: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "genservice_calls_total",
+			Help: "Calls by caller principal, method and gRPC code: who uses the service (and the account's budget).",
+		}, []string{"principal", "grpc_method", "grpc_code"}),
+		tokens: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "genservice_llm_tokens_total",
+			Help: "LLM tokens the gateway reported, by caller principal and kind (prompt or completion): the share of the account's LLM spend.",
+		}, []string{"principal", "kind"}),
+		buildInfo: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "genservice_build_info",
+			Help: "Always 1; the labels say which build is running.",
+		}, []string{"version", "goversion"}),
 	}
 	reg.MustRegister(m.Server, m.upstreamRequests, m.upstreamDuration, m.upstreamInFlight, m.overhead, m.reloads, m.errors,
+		m.calls, m.tokens, m.buildInfo,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if certNotAfter != nil {
 		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
@@ -115,6 +133,7 @@ func (m *Metrics) AttemptDone(pipeline string, attempt, status int, d time.Durat
 // code and reason.
 func (m *Metrics) CallDone(method, principal, code, reason string, overhead time.Duration, failed bool) {
 	m.overhead.WithLabelValues(method).Observe(overhead.Seconds())
+	m.calls.WithLabelValues(principal, method, code).Inc()
 	if failed {
 		m.errors.WithLabelValues(principal, method, code, reason).Inc()
 	}
@@ -130,4 +149,15 @@ func (m *Metrics) Reloaded(kind string) func(error) {
 		}
 		ok.Inc()
 	}
+}
+
+// LLMTokens adds the tokens of one LLM call to its caller's count.
+func (m *Metrics) LLMTokens(principal string, prompt, completion int) {
+	m.tokens.WithLabelValues(principal, "prompt").Add(float64(prompt))
+	m.tokens.WithLabelValues(principal, "completion").Add(float64(completion))
+}
+
+// SetBuildInfo sets genservice_build_info for version.
+func (m *Metrics) SetBuildInfo(version string) {
+	m.buildInfo.WithLabelValues(version, runtime.Version()).Set(1)
 }

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
 	errdetails "google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/stats"
@@ -52,10 +53,17 @@ func (s *Server) logCall(ctx context.Context, c *call, err error) {
 		}
 		short := method[strings.LastIndexByte(method, '/')+1:]
 		s.metrics.CallDone(short, principal, st.Code().String(), reason, overhead, err != nil)
+		if c.tokens.reported {
+			s.metrics.LLMTokens(principal, int(c.tokens.prompt), int(c.tokens.completion))
+		}
 	}
 	level := slog.LevelInfo
-	if err != nil {
+	switch {
+	case err != nil:
 		level = slog.LevelWarn
+	case isHealthMethod(method) || isReflectionMethod(method):
+		// Probes and grpcurl's schema reads are frequent and say nothing about use.
+		level = slog.LevelDebug
 	}
 	if !s.log.Enabled(ctx, level) {
 		return
@@ -70,6 +78,12 @@ func (s *Server) logCall(ctx context.Context, c *call, err error) {
 	)
 	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
 		attrs = append(attrs, slog.String("peer", p.Addr.String()))
+	}
+	if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
+		attrs = append(attrs, slog.String("traceId", sc.TraceID().String()), slog.String("spanId", sc.SpanID().String()))
+	}
+	if c.tokens.reported {
+		attrs = append(attrs, slog.Int64("promptTokens", int64(c.tokens.prompt)), slog.Int64("completionTokens", int64(c.tokens.completion)))
 	}
 	if c.upstream.Attempts > 0 {
 		up := c.upstream.UpstreamDuration()
@@ -100,3 +114,8 @@ func reasonOf(st *status.Status) string {
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// isReflectionMethod reports grpcurl's schema reads.
+func isReflectionMethod(fullMethod string) bool {
+	return strings.HasPrefix(fullMethod, "/grpc.reflection.")
+}

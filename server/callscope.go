@@ -35,6 +35,22 @@ type call struct {
 	// not genservice's own overhead.
 	sendWait atomic.Int64
 	upstream livepeer.Trace
+	// tokens is the LLM usage the gateway reported (LLM and LLMStream).
+	tokens tokenUsage
+}
+
+// tokenUsage is what an LLM call cost, for the per-principal token counter.
+type tokenUsage struct {
+	prompt, completion int32
+	reported           bool
+}
+
+// recordTokens keeps the latest usage the gateway reported for the call (stream events
+// carry running totals).
+func recordTokens(ctx context.Context, prompt, completion int32) {
+	if c := callFrom(ctx); c != nil {
+		c.tokens = tokenUsage{prompt: prompt, completion: completion, reported: true}
+	}
 }
 
 type callKey struct{}

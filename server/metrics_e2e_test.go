@@ -28,6 +28,7 @@ import (
 func TestMetricsAfterCalls(t *testing.T) {
 	var srv *server.Server
 	m := metrics.New(func() time.Time { return srv.CertificateNotAfter() })
+	m.SetBuildInfo("v-test")
 	h := newHarness(t,
 		withKey(canaryKey),
 		withUpstream(func(c *livepeer.Config) { c.Observer = m }),
@@ -76,6 +77,9 @@ func TestMetricsAfterCalls(t *testing.T) {
 		"genservice_call_errors_total":                 {"grpc_code", "grpc_method", "principal", "reason"},
 		"genservice_reloads_total":                     {"kind", "result"},
 		"genservice_certificate_expiry_seconds":        {},
+		"genservice_calls_total":                       {"grpc_code", "grpc_method", "principal"},
+		"genservice_llm_tokens_total":                  {"kind", "principal"},
+		"genservice_build_info":                        {"goversion", "version"},
 	}
 	for name, labels := range want {
 		mf, ok := families[name]
@@ -131,6 +135,17 @@ func TestMetricsAfterCalls(t *testing.T) {
 	}
 	if n := has("grpc_server_handled_total", map[string]string{"grpc_method": "TextToImage", "grpc_code": "OK"}); n != 1 {
 		t.Errorf("grpc_server_handled_total OK: %v, want 1", n)
+	}
+	// Who spends the account: calls and LLM tokens by principal (the simulator reports
+	// usage on its LLM answers).
+	if n := has("genservice_calls_total", map[string]string{"principal": defaultPrincipal, "grpc_method": "TextToImage", "grpc_code": "OK"}); n != 1 {
+		t.Errorf("calls by principal: %v, want 1", n)
+	}
+	if n := has("genservice_llm_tokens_total", map[string]string{"principal": defaultPrincipal, "kind": "completion"}); n <= 0 {
+		t.Errorf("completion tokens by principal: %v, want > 0", n)
+	}
+	if n := has("genservice_build_info", map[string]string{"version": "v-test"}); n != 1 {
+		t.Errorf("build info: %v", n)
 	}
 	if exp := has("genservice_certificate_expiry_seconds", nil); exp < 3600 {
 		t.Errorf("certificate expiry %v s, want the harness certificate's remaining day", exp)

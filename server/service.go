@@ -320,6 +320,9 @@ func (s *service) LLM(ctx context.Context, r *generationv1.LLMRequest) (*generat
 	if err != nil {
 		return nil, s.fail(ctx, err)
 	}
+	if u := res.Usage; u != nil {
+		recordTokens(ctx, u.PromptTokens, u.CompletionTokens)
+	}
 	return &generationv1.LLMResponse{Id: res.ID, Model: res.Model, Created: res.Created, Usage: llmUsage(res.Usage), Choices: llmChoices(res.Choices)}, nil
 }
 
@@ -380,6 +383,9 @@ func (s *service) LLMStream(r *generationv1.LLMStreamRequest, stream generationv
 		}
 		// Send hands the message to the transport, which writes it to the connection
 		// without waiting for more: each event reaches the caller as it arrives.
+		if u := ev.Usage; u != nil {
+			recordTokens(ctx, u.PromptTokens, u.CompletionTokens)
+		}
 		if err := stream.Send(&generationv1.LLMStreamResponse{Id: ev.ID, Model: ev.Model, Created: ev.Created, Usage: llmUsage(ev.Usage), Choices: llmChoices(ev.Choices)}); err != nil {
 			return err
 		}
