@@ -87,13 +87,12 @@ type Config struct {
 // Server is a configured gRPC server. Create it with New, run it with Serve, stop it
 // with Shutdown.
 type Server struct {
-	grpc     *grpc.Server
-	health   *health.Server
-	log      *slog.Logger
-	errs     Errors
-	tls      tlsConfig
-	tlsFiles TLSFiles
-	onReload func(error)
+	grpc   *grpc.Server
+	health *health.Server
+	log    *slog.Logger
+	errs   Errors
+	// certs is the reloading certificate store; nil in mesh mode.
+	certs    *certStore
 	draining atomic.Bool
 	// shuttingDown is set when Shutdown starts (readiness fails at once), draining
 	// when the server stops taking calls.
@@ -178,7 +177,7 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{
 		log: cfg.Logger, errs: Errors{Domain: cfg.ErrorDomain},
 		policy: cfg.Policy, mesh: cfg.Mesh, maxInFlight: int64(cfg.MaxInFlight),
-		tlsFiles: cfg.TLS, onReload: cfg.OnTLSReload, metrics: cfg.Metrics,
+		metrics: cfg.Metrics,
 		maxSend: cfg.MaxSendMessageSize, sendTimeout: cfg.StreamIdleTimeout,
 		refusals: newRefusalLog(cfg.Logger, cfg.Metrics),
 		watchers: newWatcherCap(cfg.MaxWatchersWithoutIdentity),
@@ -187,12 +186,12 @@ func New(cfg Config) (*Server, error) {
 	var opts []grpc.ServerOption
 	switch cfg.Mesh {
 	case MeshNone:
-		m, err := loadTLS(cfg.TLS)
+		certs, err := newCertStore(cfg.TLS, s.log, cfg.OnTLSReload)
 		if err != nil {
 			return nil, err
 		}
-		s.tls.set(m)
-		creds := &handshakeLogger{TransportCredentials: credentials.NewTLS(s.tls.config()), log: s.log}
+		s.certs = certs
+		creds := &handshakeLogger{TransportCredentials: credentials.NewTLS(certs.config()), log: s.log}
 		opts = append(opts, grpc.Creds(newCertlessCap(creds, cfg.MaxConnsWithoutCert, s.log)))
 	case MeshIstio, MeshLinkerd:
 		// The sidecar terminates mTLS; the listener speaks plaintext HTTP/2 to it.
