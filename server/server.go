@@ -52,21 +52,23 @@ type Config struct {
 	// MaxConnectionIdle closes connections that had no call for this long. Default
 	// DefaultMaxConnectionIdle.
 	MaxConnectionIdle time.Duration
-	// MaxConcurrentStreams per connection. Default 1000.
+	// MaxConcurrentStreams per connection. Default DefaultMaxConcurrentStreams.
 	MaxConcurrentStreams uint32
 	// Policy, if set, authorizes GenerationService calls by principal; nil allows every
 	// authenticated caller.
 	Policy *authz.Enforcer
 	// MaxInFlight caps concurrent GenerationService calls (all of which go upstream);
-	// beyond it calls fail fast with OVERLOADED. 0: no cap.
+	// beyond it calls fail fast with OVERLOADED. 0: no cap (the binary's default is
+	// DefaultMaxInFlight).
 	MaxInFlight int
 	// Mesh is MeshIstio or MeshLinkerd when a sidecar terminates mTLS: the listener is
 	// plaintext, TLS is ignored, and the principal comes from the sidecar's header.
 	Mesh string
 	// MaxConnectionAge makes clients reconnect periodically, so rotated certificates and
-	// new replicas are picked up. Default 30m. MaxConnectionAgeGrace is how long calls in
-	// flight on an aged connection may still run; it must cover the longest call, or a
-	// paid-for generation is cut (default DefaultMaxConnectionAgeGrace).
+	// new replicas are picked up (default DefaultMaxConnectionAge). MaxConnectionAgeGrace
+	// is how long calls in flight on an aged connection may still run; it must cover the
+	// longest call, or a paid-for generation is cut (default
+	// DefaultMaxConnectionAgeGrace).
 	MaxConnectionAge      time.Duration
 	MaxConnectionAgeGrace time.Duration
 	// Metrics, if set, receives the gRPC server metrics and per-call overhead and errors.
@@ -77,7 +79,7 @@ type Config struct {
 	OnTLSReload func(err error)
 	// MediaAllowHosts are hosts besides the gateway's that inline_media may fetch from.
 	MediaAllowHosts []string
-	// MaxMediaBytes caps one inline media file. Default 32 MiB.
+	// MaxMediaBytes caps one inline media file. Default livepeer.DefaultMaxMediaBytes.
 	MaxMediaBytes int64
 	// StreamIdleTimeout is the longest gap between two LLMStream events before the call
 	// fails with UPSTREAM_TIMEOUT. Default livepeer.DefaultStreamIdleTimeout.
@@ -133,6 +135,15 @@ const (
 	// DefaultMaxConnectionIdle closes idle connections so they hold nothing for long;
 	// a client reconnects on its next call.
 	DefaultMaxConnectionIdle = 10 * time.Minute
+	// DefaultMaxConnectionAge makes clients reconnect twice an hour: often enough to
+	// pick up a rotated certificate well before the old one expires.
+	DefaultMaxConnectionAge = 30 * time.Minute
+	// DefaultMaxConcurrentStreams per connection: far above what one client needs,
+	// low enough that one connection cannot hold unbounded streams.
+	DefaultMaxConcurrentStreams = 1000
+	// DefaultMaxInFlight is the cap on concurrent GenerationService calls that the
+	// binary starts with; Config's zero value means no cap, for tests and embedding.
+	DefaultMaxInFlight = 512
 )
 
 // New loads the TLS material and builds the server. Health reports SERVING once New
@@ -166,10 +177,10 @@ func New(cfg Config) (*Server, error) {
 		cfg.StreamIdleTimeout = livepeer.DefaultStreamIdleTimeout
 	}
 	if cfg.MaxConcurrentStreams == 0 {
-		cfg.MaxConcurrentStreams = 1000
+		cfg.MaxConcurrentStreams = DefaultMaxConcurrentStreams
 	}
 	if cfg.MaxConnectionAge <= 0 {
-		cfg.MaxConnectionAge = 30 * time.Minute
+		cfg.MaxConnectionAge = DefaultMaxConnectionAge
 	}
 	if cfg.MaxConnectionAgeGrace <= 0 {
 		cfg.MaxConnectionAgeGrace = DefaultMaxConnectionAgeGrace
