@@ -12,7 +12,7 @@ import (
 
 	"golang.org/x/time/rate"
 
-	"genservice/watch"
+	"genservice/reload"
 )
 
 // Config configures an Enforcer.
@@ -31,11 +31,8 @@ type Config struct {
 // principal's in-flight count survives every reload, so new limits apply to the calls
 // already running; its rate bucket survives a reload that keeps its rate and burst.
 type Enforcer struct {
-	cfg     Config
-	policy  atomic.Pointer[Policy]
-	loaded  [32]byte   // hash of the file the current policy came from
-	mu      sync.Mutex // serialises reloads
-	callers sync.Map   // principal -> *callerState
+	policy  *reload.Value[*Policy]
+	callers sync.Map // principal -> *callerState
 }
 
 // callerState is what the enforcer remembers of one principal across reloads.
@@ -55,59 +52,38 @@ type rateBucket struct {
 
 // New loads the policy file; it fails if the first load does.
 func New(cfg Config) (*Enforcer, error) {
-	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
-	}
-	e := &Enforcer{cfg: cfg}
-	p, sum, err := e.load()
+	p, err := reload.New(reload.Config[*Policy]{
+		Paths:    []string{cfg.Path},
+		Load:     func() (*Policy, [32]byte, error) { return load(cfg.Path, cfg.KnownMethods) },
+		Rejected: "policy file rejected; keeping the current policy",
+		Reloaded: "policy reloaded",
+		OnReload: cfg.OnReload,
+		Logger:   cfg.Logger,
+	})
 	if err != nil {
 		return nil, err
 	}
-	e.policy.Store(p)
-	e.loaded = sum
-	return e, nil
+	return &Enforcer{policy: p}, nil
 }
 
-func (e *Enforcer) load() (*Policy, [32]byte, error) {
-	data, err := os.ReadFile(e.cfg.Path)
+func load(path string, knownMethods []string) (*Policy, [32]byte, error) {
+	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, [32]byte{}, fmt.Errorf("cannot read the policy file: %v", err)
 	}
-	sum := sha256.Sum256(data)
-	p, err := Parse(data, e.cfg.KnownMethods)
-	return p, sum, err
+	p, err := Parse(data, knownMethods)
+	return p, sha256.Sum256(data), err
 }
 
 // Reload re-reads the policy file. A file that fails to read, parse or validate keeps
 // the current policy; the error (with the line at fault) is logged and returned.
 func (e *Enforcer) Reload() error {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	p, sum, err := e.load()
-	if err != nil {
-		e.cfg.Logger.Error("policy file rejected; keeping the current policy",
-			slog.String("file", e.cfg.Path), slog.String("reason", err.Error()))
-		if e.cfg.OnReload != nil {
-			e.cfg.OnReload(err)
-		}
-		return err
-	}
-	if sum == e.loaded {
-		return nil // nothing changed: not a reload
-	}
-	e.policy.Store(p)
-	e.loaded = sum
-	if e.cfg.OnReload != nil {
-		e.cfg.OnReload(nil)
-	}
-	e.cfg.Logger.Info("policy reloaded", slog.String("file", e.cfg.Path))
-	return nil
+	_, err := e.policy.Reload()
+	return err
 }
 
 // Watch reloads the policy whenever the file changes, until ctx ends.
-func (e *Enforcer) Watch(ctx context.Context) {
-	watch.Run(ctx, watch.Config{Paths: []string{e.cfg.Path}, Logger: e.cfg.Logger, OnChange: func() { _ = e.Reload() }})
-}
+func (e *Enforcer) Watch(ctx context.Context) { e.policy.Watch(ctx) }
 
 // DenialKind says why a call was refused.
 type DenialKind int
@@ -133,7 +109,7 @@ type Denial struct {
 // Admit decides whether principal may call method now. On success the caller must call
 // release when the call ends.
 func (e *Enforcer) Admit(principal, method string) (release func(), d *Denial) {
-	limits, ok := e.policy.Load().Allows(principal, method)
+	limits, ok := e.policy.Current().Allows(principal, method)
 	if !ok {
 		return nil, &Denial{Kind: NotAllowed}
 	}

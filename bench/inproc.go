@@ -60,7 +60,7 @@ func newInProcessGenservice(certs *certFiles, gatewayURL, rawKey string) (serve 
 			MaxInFlight:    512,
 			MaxConnAge:     30 * time.Minute,
 			MaxConnGrace:   server.DefaultMaxConnectionAgeGrace,
-			MaxMediaBytes:  16 << 20,
+			MaxMediaBytes:  livepeer.DefaultMaxMediaBytes,
 			ShutdownGrace:  2 * time.Second,
 		}
 		return app.Run(ctx, c, log, nil)

@@ -114,16 +114,16 @@ func New(cfg Config) (*Client, error) {
 		return nil, errors.New("livepeer: no key source")
 	}
 	if cfg.MaxResponseBytes <= 0 {
-		cfg.MaxResponseBytes = 64 << 20
+		cfg.MaxResponseBytes = DefaultMaxResponseBytes
 	}
 	if cfg.MaxAttempts <= 0 {
-		cfg.MaxAttempts = 2
+		cfg.MaxAttempts = DefaultMaxAttempts
 	}
 	if cfg.ConnectTimeout <= 0 {
-		cfg.ConnectTimeout = 10 * time.Second
+		cfg.ConnectTimeout = DefaultConnectTimeout
 	}
 	if cfg.MaxIdleConnsPerHost <= 0 {
-		cfg.MaxIdleConnsPerHost = 256
+		cfg.MaxIdleConnsPerHost = DefaultMaxIdleConnsPerHost
 	}
 	if cfg.UserAgent == "" {
 		cfg.UserAgent = "genservice"

@@ -2,17 +2,16 @@ package livepeer
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"log/slog"
 	"os"
-	"sync"
-	"sync/atomic"
 	"syscall"
 
-	"genservice/watch"
+	"genservice/reload"
 )
 
 // Refresher is a KeySource that can re-read its key on demand. The client calls it
@@ -28,11 +27,7 @@ type Refresher interface {
 // file changes. The swap is atomic: a call keeps the key it read when it started, new
 // calls get the new key. A file that turns empty or invalid keeps the last good key.
 type FileKey struct {
-	path     string
-	log      *slog.Logger
-	cur      atomic.Pointer[APIKey]
-	mu       sync.Mutex // serialises reloads
-	onReload func(err error)
+	v *reload.Value[APIKey]
 }
 
 // FileKeyConfig configures a FileKey.
@@ -46,67 +41,55 @@ type FileKeyConfig struct {
 
 // NewFileKey reads and validates the key file; it fails if the first read does.
 func NewFileKey(cfg FileKeyConfig) (*FileKey, error) {
-	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
+	fingerprint := func(name string) func(APIKey) []slog.Attr {
+		return func(k APIKey) []slog.Attr { return []slog.Attr{slog.String(name, k.Fingerprint())} }
 	}
-	f := &FileKey{path: cfg.Path, log: cfg.Logger, onReload: cfg.OnReload}
-	k, err := f.read()
+	v, err := reload.New(reload.Config[APIKey]{
+		Paths:            []string{cfg.Path},
+		Load:             func() (APIKey, [32]byte, error) { return loadKeyFile(cfg.Path) },
+		Rejected:         "API key file is invalid; keeping the current key",
+		Reloaded:         "API key reloaded",
+		Describe:         fingerprint("keyFingerprint"),
+		DescribePrevious: fingerprint("previousFingerprint"),
+		OnReload:         cfg.OnReload,
+		Logger:           cfg.Logger,
+	})
 	if err != nil {
 		return nil, err
 	}
-	f.cur.Store(&k)
-	return f, nil
+	return &FileKey{v: v}, nil
 }
 
-func (f *FileKey) read() (APIKey, error) {
-	data, err := ReadKeyFile(f.path)
+// loadKeyFile reads and validates the key. The hash is of the key, not of the file, so
+// that rewriting the same key with or without its trailing newline is not a reload.
+func loadKeyFile(path string) (APIKey, [32]byte, error) {
+	data, err := ReadKeyFile(path)
 	if err != nil {
-		return APIKey{}, fmt.Errorf("cannot read the key file: %w", err)
+		return APIKey{}, [32]byte{}, fmt.Errorf("cannot read the key file: %w", err)
 	}
-	return ParseKeyFile(data)
+	k, err := ParseKeyFile(data)
+	if err != nil {
+		return APIKey{}, [32]byte{}, err
+	}
+	return k, sha256.Sum256([]byte(k.raw())), nil
 }
 
 // Key implements KeySource.
-func (f *FileKey) Key() APIKey { return *f.cur.Load() }
+func (f *FileKey) Key() APIKey { return f.v.Current() }
 
 // Reload re-reads the file and swaps in a valid new key. An invalid file keeps the
 // current key; the error says why (never showing the file's contents).
-func (f *FileKey) Reload() (changed bool, err error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	old := f.Key()
-	k, err := f.read()
-	if err != nil {
-		f.log.Error("API key file is invalid; keeping the current key",
-			slog.String("file", f.path), slog.String("reason", err.Error()),
-			slog.String("keyFingerprint", old.Fingerprint()))
-		if f.onReload != nil {
-			f.onReload(err)
-		}
-		return false, err
-	}
-	if k.Equal(old) {
-		return false, nil // nothing changed: not a reload
-	}
-	f.cur.Store(&k)
-	if f.onReload != nil {
-		f.onReload(nil)
-	}
-	f.log.Info("API key reloaded", slog.String("file", f.path),
-		slog.String("keyFingerprint", k.Fingerprint()), slog.String("previousFingerprint", old.Fingerprint()))
-	return true, nil
-}
+func (f *FileKey) Reload() (changed bool, err error) { return f.v.Reload() }
 
-// Refresh implements Refresher.
+// Refresh implements Refresher: the client calls it on a 401, synchronously, so a key
+// rotated before the watch noticed is used at once.
 func (f *FileKey) Refresh() APIKey {
-	_, _ = f.Reload()
-	return f.Key()
+	_, _ = f.v.Reload()
+	return f.v.Current()
 }
 
 // Watch reloads the key whenever the file changes, until ctx ends.
-func (f *FileKey) Watch(ctx context.Context) {
-	watch.Run(ctx, watch.Config{Paths: []string{f.path}, Logger: f.log, OnChange: func() { _, _ = f.Reload() }})
-}
+func (f *FileKey) Watch(ctx context.Context) { f.v.Watch(ctx) }
 
 // ErrKeyFileNotRegular: the key file is a FIFO, a device, a socket or a directory.
 // Reading a FIFO blocks until some process writes to it (start-up would hang, deaf to

@@ -28,15 +28,20 @@ type MediaFetcher struct {
 type MediaConfig struct {
 	// AllowHosts are hosts (or host:port) media may come from besides the gateway's own.
 	AllowHosts []string
-	// MaxBytes caps one media file. Default 32 MiB.
+	// MaxBytes caps one media file. Default DefaultMaxMediaBytes.
 	MaxBytes int64
 }
+
+// DefaultMaxMediaBytes caps one inline media file: a short video or a large image. It
+// is half of the server's default largest response (32 MiB) so that the media, the
+// response's other fields and a second result still fit in one message.
+const DefaultMaxMediaBytes = 16 << 20
 
 // NewMediaFetcher returns a fetcher allowed to read from the client's gateway host and
 // cfg.AllowHosts, sharing the client's transport.
 func (c *Client) NewMediaFetcher(cfg MediaConfig) *MediaFetcher {
 	if cfg.MaxBytes <= 0 {
-		cfg.MaxBytes = 32 << 20
+		cfg.MaxBytes = DefaultMaxMediaBytes
 	}
 	// The gateway's own origin is allowed exactly: another port on the same host is
 	// another service. An operator's entry without a port allows that host on any port;

@@ -3,7 +3,10 @@ package server
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"log/slog"
 	"net"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -34,9 +37,18 @@ func TestHandshakeReason(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var tc tlsConfig
-	tc.set(&tlsMaterial{cert: &srvLeaf.TLS, clientCA: ca.Pool()})
-	serverConf := tc.config()
+	dir := t.TempDir()
+	files := TLSFiles{CertFile: filepath.Join(dir, "tls.crt"), KeyFile: filepath.Join(dir, "tls.key"), ClientCAFile: filepath.Join(dir, "ca.crt")}
+	for path, data := range map[string][]byte{files.CertFile: srvLeaf.CertPEM, files.KeyFile: srvLeaf.KeyPEM, files.ClientCAFile: ca.CertPEM} {
+		if err := os.WriteFile(path, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	store, err := newCertStore(files, slog.New(slog.DiscardHandler), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	serverConf := store.config()
 
 	base := func() *tls.Config {
 		return &tls.Config{RootCAs: ca.Pool(), ServerName: "localhost", NextProtos: []string{"h2"},

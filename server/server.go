@@ -52,21 +52,23 @@ type Config struct {
 	// MaxConnectionIdle closes connections that had no call for this long. Default
 	// DefaultMaxConnectionIdle.
 	MaxConnectionIdle time.Duration
-	// MaxConcurrentStreams per connection. Default 1000.
+	// MaxConcurrentStreams per connection. Default DefaultMaxConcurrentStreams.
 	MaxConcurrentStreams uint32
 	// Policy, if set, authorizes GenerationService calls by principal; nil allows every
 	// authenticated caller.
 	Policy *authz.Enforcer
 	// MaxInFlight caps concurrent GenerationService calls (all of which go upstream);
-	// beyond it calls fail fast with OVERLOADED. 0: no cap.
+	// beyond it calls fail fast with OVERLOADED. 0: no cap (the binary's default is
+	// DefaultMaxInFlight).
 	MaxInFlight int
 	// Mesh is MeshIstio or MeshLinkerd when a sidecar terminates mTLS: the listener is
 	// plaintext, TLS is ignored, and the principal comes from the sidecar's header.
 	Mesh string
 	// MaxConnectionAge makes clients reconnect periodically, so rotated certificates and
-	// new replicas are picked up. Default 30m. MaxConnectionAgeGrace is how long calls in
-	// flight on an aged connection may still run; it must cover the longest call, or a
-	// paid-for generation is cut (default DefaultMaxConnectionAgeGrace).
+	// new replicas are picked up (default DefaultMaxConnectionAge). MaxConnectionAgeGrace
+	// is how long calls in flight on an aged connection may still run; it must cover the
+	// longest call, or a paid-for generation is cut (default
+	// DefaultMaxConnectionAgeGrace).
 	MaxConnectionAge      time.Duration
 	MaxConnectionAgeGrace time.Duration
 	// Metrics, if set, receives the gRPC server metrics and per-call overhead and errors.
@@ -77,7 +79,7 @@ type Config struct {
 	OnTLSReload func(err error)
 	// MediaAllowHosts are hosts besides the gateway's that inline_media may fetch from.
 	MediaAllowHosts []string
-	// MaxMediaBytes caps one inline media file. Default 32 MiB.
+	// MaxMediaBytes caps one inline media file. Default livepeer.DefaultMaxMediaBytes.
 	MaxMediaBytes int64
 	// StreamIdleTimeout is the longest gap between two LLMStream events before the call
 	// fails with UPSTREAM_TIMEOUT. Default livepeer.DefaultStreamIdleTimeout.
@@ -87,13 +89,12 @@ type Config struct {
 // Server is a configured gRPC server. Create it with New, run it with Serve, stop it
 // with Shutdown.
 type Server struct {
-	grpc     *grpc.Server
-	health   *health.Server
-	log      *slog.Logger
-	errs     Errors
-	tls      tlsConfig
-	tlsFiles TLSFiles
-	onReload func(error)
+	grpc   *grpc.Server
+	health *health.Server
+	log    *slog.Logger
+	errs   Errors
+	// certs is the reloading certificate store; nil in mesh mode.
+	certs    *certStore
 	draining atomic.Bool
 	// shuttingDown is set when Shutdown starts (readiness fails at once), draining
 	// when the server stops taking calls.
@@ -134,6 +135,15 @@ const (
 	// DefaultMaxConnectionIdle closes idle connections so they hold nothing for long;
 	// a client reconnects on its next call.
 	DefaultMaxConnectionIdle = 10 * time.Minute
+	// DefaultMaxConnectionAge makes clients reconnect twice an hour: often enough to
+	// pick up a rotated certificate well before the old one expires.
+	DefaultMaxConnectionAge = 30 * time.Minute
+	// DefaultMaxConcurrentStreams per connection: far above what one client needs,
+	// low enough that one connection cannot hold unbounded streams.
+	DefaultMaxConcurrentStreams = 1000
+	// DefaultMaxInFlight is the cap on concurrent GenerationService calls that the
+	// binary starts with; Config's zero value means no cap, for tests and embedding.
+	DefaultMaxInFlight = 512
 )
 
 // New loads the TLS material and builds the server. Health reports SERVING once New
@@ -167,10 +177,10 @@ func New(cfg Config) (*Server, error) {
 		cfg.StreamIdleTimeout = livepeer.DefaultStreamIdleTimeout
 	}
 	if cfg.MaxConcurrentStreams == 0 {
-		cfg.MaxConcurrentStreams = 1000
+		cfg.MaxConcurrentStreams = DefaultMaxConcurrentStreams
 	}
 	if cfg.MaxConnectionAge <= 0 {
-		cfg.MaxConnectionAge = 30 * time.Minute
+		cfg.MaxConnectionAge = DefaultMaxConnectionAge
 	}
 	if cfg.MaxConnectionAgeGrace <= 0 {
 		cfg.MaxConnectionAgeGrace = DefaultMaxConnectionAgeGrace
@@ -178,7 +188,7 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{
 		log: cfg.Logger, errs: Errors{Domain: cfg.ErrorDomain},
 		policy: cfg.Policy, mesh: cfg.Mesh, maxInFlight: int64(cfg.MaxInFlight),
-		tlsFiles: cfg.TLS, onReload: cfg.OnTLSReload, metrics: cfg.Metrics,
+		metrics: cfg.Metrics,
 		maxSend: cfg.MaxSendMessageSize, sendTimeout: cfg.StreamIdleTimeout,
 		refusals: newRefusalLog(cfg.Logger, cfg.Metrics),
 		watchers: newWatcherCap(cfg.MaxWatchersWithoutIdentity),
@@ -187,12 +197,12 @@ func New(cfg Config) (*Server, error) {
 	var opts []grpc.ServerOption
 	switch cfg.Mesh {
 	case MeshNone:
-		m, err := loadTLS(cfg.TLS)
+		certs, err := newCertStore(cfg.TLS, s.log, cfg.OnTLSReload)
 		if err != nil {
 			return nil, err
 		}
-		s.tls.set(m)
-		creds := &handshakeLogger{TransportCredentials: credentials.NewTLS(s.tls.config()), log: s.log}
+		s.certs = certs
+		creds := &handshakeLogger{TransportCredentials: credentials.NewTLS(certs.config()), log: s.log}
 		opts = append(opts, grpc.Creds(newCertlessCap(creds, cfg.MaxConnsWithoutCert, s.log)))
 	case MeshIstio, MeshLinkerd:
 		// The sidecar terminates mTLS; the listener speaks plaintext HTTP/2 to it.

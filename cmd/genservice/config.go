@@ -27,10 +27,35 @@ func envName(flagName string) string {
 	return envPrefix + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
 }
 
+// Defaults of the settings that belong to serve itself; the others are the Default*
+// values of the package that owns the setting (server, livepeer).
+const (
+	defaultListen      = ":8443"
+	defaultAdminListen = "127.0.0.1:9090"
+	// The pod's termination grace must cover drain delay plus shutdown grace
+	// (deploy/kubernetes checks it against these values: 35s).
+	defaultShutdownGrace = 30 * time.Second
+	defaultDrainDelay    = 5 * time.Second
+	defaultLogLevel      = slog.LevelInfo
+)
+
 // byteSize is a flag value in bytes that also accepts KiB/MiB/GiB suffixes.
 type byteSize int
 
-func (b *byteSize) String() string { return strconv.Itoa(int(*b)) }
+// String prints whole KiB, MiB and GiB with their suffix, as Set accepts them, so that
+// --help shows "16MiB" rather than 16777216.
+func (b *byteSize) String() string {
+	n := int(*b)
+	for _, u := range []struct {
+		suffix string
+		mult   int
+	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}} {
+		if n != 0 && n%u.mult == 0 {
+			return strconv.Itoa(n/u.mult) + u.suffix
+		}
+	}
+	return strconv.Itoa(n)
+}
 
 func (b *byteSize) Set(s string) error {
 	mult := 1
@@ -109,7 +134,7 @@ type levelFlag struct{ l *slog.Level }
 
 func (f levelFlag) String() string {
 	if f.l == nil {
-		return "info"
+		return strings.ToLower(defaultLogLevel.String())
 	}
 	return strings.ToLower(f.l.String())
 }
@@ -121,42 +146,55 @@ func (f levelFlag) Set(s string) error {
 	return nil
 }
 
-// serveFlags defines serve's flags on fs, writing into c.
+// serveFlags defines serve's flags on fs, writing into c. Every default is a named
+// value (a Default* of the package that owns the setting, or serve's own default*), and
+// --help prints it from the flag's default (serveUsage), so help, flag and library
+// cannot disagree.
 func serveFlags(fs *flag.FlagSet, c *serveConfig) {
-	maxMsg := (*byteSize)(&c.MaxMessageSize)
-	c.MaxMessageSize = server.DefaultMaxMessageSize
-	fs.StringVar(&c.Listen, "listen", ":8443", "address of the mTLS gRPC listener")
+	fs.StringVar(&c.Listen, "listen", defaultListen, "address of the mTLS gRPC listener")
 	fs.StringVar(&c.TLS.CertFile, "tls-cert", "", "PEM file with the server certificate chain (required)")
 	fs.StringVar(&c.TLS.KeyFile, "tls-key", "", "PEM file with the server certificate's private key (required)")
 	fs.StringVar(&c.TLS.ClientCAFile, "client-ca", "", "PEM bundle of the CAs that issue callers' client certificates (required)")
 	fs.StringVar(&c.GatewayURL, "gateway-url", livepeer.DefaultGatewayURL, "base URL of the Livepeer gateway; also LIVEPEER_GATEWAY_URL")
 	fs.BoolVar(&c.AllowPlaintextGateway, "allow-plaintext-gateway", false, "allow an http:// --gateway-url to a non-loopback host, which carries the backend API key in cleartext: only for a gateway reached through a mesh sidecar or another encrypted tunnel")
 	fs.StringVar(&c.GatewayCA, "gateway-ca", "", "PEM bundle trusted for the gateway's TLS certificate instead of the system roots (optional)")
-	fs.Var(maxMsg, "max-message-size", fmt.Sprintf("largest request message a caller may send, after decompression, in bytes or with KiB/MiB/GiB (default %dMiB: Studio takes files up to 10 MiB)", server.DefaultMaxMessageSize>>20))
+	c.MaxMessageSize = server.DefaultMaxMessageSize
+	fs.Var((*byteSize)(&c.MaxMessageSize), "max-message-size", "largest request message a caller may send, after decompression, in bytes or with KiB/MiB/GiB (Studio takes files up to 10 MiB)")
 	c.MaxSendSize = server.DefaultMaxSendMessageSize
-	fs.Var((*byteSize)(&c.MaxSendSize), "max-send-message-size", fmt.Sprintf("largest response message, in bytes or with KiB/MiB/GiB (default %dMiB); inline media counts against it", server.DefaultMaxSendMessageSize>>20))
+	fs.Var((*byteSize)(&c.MaxSendSize), "max-send-message-size", "largest response message, in bytes or with KiB/MiB/GiB; inline media counts against it")
 	fs.IntVar(&c.MaxCertless, "max-conns-without-cert", server.DefaultMaxConnsWithoutCert, "cap on connections whose peer presented no client certificate (they may only check health); beyond it new ones are closed after the handshake")
 	fs.IntVar(&c.MaxWatchers, "max-watchers-without-cert", server.DefaultMaxWatchersWithoutIdentity, "cap on health Watch streams from peers without a client certificate (or, in mesh mode, without an identity header)")
 	fs.DurationVar(&c.MaxConnIdle, "max-connection-idle", server.DefaultMaxConnectionIdle, "close connections that have had no call for this long")
-	fs.DurationVar(&c.ShutdownGrace, "shutdown-grace", 30*time.Second, "on SIGTERM, how long in-flight calls may run before they are cut")
-	fs.DurationVar(&c.DrainDelay, "drain-delay", 5*time.Second, "on SIGTERM, how long health reports NOT_SERVING before the listener stops taking calls")
-	c.LogLevel = slog.LevelInfo
-	fs.Var(levelFlag{&c.LogLevel}, "log-level", `log level: "debug", "info", "warn" or "error" (default info)`)
+	fs.DurationVar(&c.ShutdownGrace, "shutdown-grace", defaultShutdownGrace, "on SIGTERM, how long in-flight calls may run before they are cut")
+	fs.DurationVar(&c.DrainDelay, "drain-delay", defaultDrainDelay, "on SIGTERM, how long health reports NOT_SERVING before the listener stops taking calls")
+	c.LogLevel = defaultLogLevel
+	fs.Var(levelFlag{&c.LogLevel}, "log-level", `log level: "debug", "info", "warn" or "error"`)
 	fs.StringVar(&c.ErrorDomain, "error-domain", server.DefaultErrorDomain, "google.rpc.ErrorInfo domain on every error status")
-	fs.IntVar(&c.MaxAttempts, "upstream-max-attempts", 2, "attempts per gateway call for retryable failures (connect errors, 502/503/504, 429 with a Retry-After that fits the deadline); 1 disables retries")
-	fs.DurationVar(&c.ConnectTimeout, "upstream-connect-timeout", 10*time.Second, "limit on connecting to the gateway, TLS handshake included")
+	fs.IntVar(&c.MaxAttempts, "upstream-max-attempts", livepeer.DefaultMaxAttempts, "attempts per gateway call for retryable failures (connect errors, 502/503/504, 429 with a Retry-After that fits the deadline); 1 disables retries")
+	fs.DurationVar(&c.ConnectTimeout, "upstream-connect-timeout", livepeer.DefaultConnectTimeout, "limit on connecting to the gateway, TLS handshake included")
 	fs.Var((*hostList)(&c.MediaAllow), "media-allow-host", "host (or host:port) besides the gateway's that inline_media may fetch results from; repeat or separate with commas")
-	c.MaxMediaBytes = 16 << 20
-	fs.Var((*byteSize)(&c.MaxMediaBytes), "max-media-bytes", "largest result file fetched for inline_media (default 16MiB; must fit in --max-message-size)")
-	fs.Var((*timeoutMap)(&c.Timeouts), "pipeline-timeout", "per-pipeline limit when the caller sets no deadline, e.g. text-to-image=90s,image-to-video=15m (defaults: 2m text-to-image, 10m image-to-video, see README)")
-	fs.StringVar(&c.AdminListen, "admin-listen", "127.0.0.1:9090", "plain-HTTP admin listener for /metrics, /healthz and /readyz (empty: off)")
+	c.MaxMediaBytes = livepeer.DefaultMaxMediaBytes
+	fs.Var((*byteSize)(&c.MaxMediaBytes), "max-media-bytes", "largest result file fetched for inline_media; must fit in --max-send-message-size")
+	fs.Var((*timeoutMap)(&c.Timeouts), "pipeline-timeout", "per-pipeline limit when the caller sets no deadline, e.g. text-to-image=90s,image-to-video=15m (defaults: "+defaultTimeouts()+")")
+	fs.StringVar(&c.AdminListen, "admin-listen", defaultAdminListen, "plain-HTTP admin listener for /metrics, /healthz and /readyz (empty: off)")
 	fs.StringVar(&c.PolicyFile, "policy", "", "authorization policy file (YAML, see README); without one every caller with a certificate from the client CA may call every RPC")
-	fs.IntVar(&c.MaxInFlight, "max-in-flight", 512, "cap on concurrent upstream calls across all callers; beyond it calls fail fast with UNAVAILABLE/OVERLOADED (0: no cap)")
+	fs.IntVar(&c.MaxInFlight, "max-in-flight", server.DefaultMaxInFlight, "cap on concurrent upstream calls across all callers; beyond it calls fail fast with UNAVAILABLE/OVERLOADED (0: no cap)")
 	fs.StringVar(&c.Mesh, "mesh", "", `"istio" or "linkerd": a sidecar terminates mTLS, the listener is plaintext and the caller's identity comes from the sidecar's header`)
 	fs.BoolVar(&c.AllowNonLoopbackMesh, "mesh-allow-non-loopback", false, "in mesh mode, allow a plaintext listener on a non-loopback address (only if the pod network cannot reach it except through the sidecar)")
-	fs.DurationVar(&c.MaxConnAge, "max-connection-age", 30*time.Minute, "clients reconnect after this long, picking up rotated certificates and new replicas")
+	fs.DurationVar(&c.MaxConnAge, "max-connection-age", server.DefaultMaxConnectionAge, "clients reconnect after this long, picking up rotated certificates and new replicas")
 	fs.DurationVar(&c.MaxConnGrace, "max-connection-age-grace", server.DefaultMaxConnectionAgeGrace, "how long calls on an aged connection may still run; keep it above the longest call (--pipeline-timeout) or long generations are cut")
 	fs.DurationVar(&c.StreamIdle, "stream-idle-timeout", livepeer.DefaultStreamIdleTimeout, "longest gap between two LLMStream events before the call fails with UPSTREAM_TIMEOUT")
+}
+
+// defaultTimeouts lists livepeer.DefaultTimeouts for --help, in pipeline order.
+func defaultTimeouts() string {
+	parts := make([]string, 0, len(livepeer.Pipelines))
+	for _, p := range livepeer.Pipelines {
+		if d, ok := livepeer.DefaultTimeouts[p]; ok {
+			parts = append(parts, p+"="+d.String())
+		}
+	}
+	return strings.Join(parts, ",")
 }
 
 // applyEnv sets every flag not given on the command line from its GENSERVICE_ variable
@@ -361,9 +399,6 @@ Flags:
 		def := ""
 		if f.DefValue != "" && f.DefValue != "0" {
 			def = " (default " + f.DefValue + ")"
-		}
-		if strings.Contains(f.Usage, "(default") {
-			def = ""
 		}
 		fmt.Fprintf(out, "  --%s  [%s]\n      %s%s\n", f.Name, envName(f.Name), f.Usage, def)
 	})
