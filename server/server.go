@@ -17,9 +17,12 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
+	reflectionv1 "google.golang.org/grpc/reflection/grpc_reflection_v1"
+	reflectionv1alpha "google.golang.org/grpc/reflection/grpc_reflection_v1alpha"
 	"google.golang.org/grpc/stats"
 
 	"genservice/authz"
+	"genservice/internal/contract"
 	generationv1 "genservice/gen/livepeer/generation/v1"
 	"genservice/livepeer"
 	"genservice/metrics"
@@ -241,7 +244,15 @@ func New(cfg Config) (*Server, error) {
 	})
 	s.health = health.NewServer()
 	healthpb.RegisterHealthServer(s.grpc, &boundedHealth{Server: s.health, srv: s})
-	reflection.Register(s.grpc)
+	// Reflection serves the contract's descriptors with their comments, so that grpcurl
+	// describe shows what a caller must know (internal/contract).
+	res, err := contract.NewResolver()
+	if err != nil {
+		return nil, err
+	}
+	refl := reflection.NewServerV1(reflection.ServerOptions{Services: s.grpc, DescriptorResolver: res})
+	reflectionv1.RegisterServerReflectionServer(s.grpc, refl)
+	reflectionv1alpha.RegisterServerReflectionServer(s.grpc, reflection.NewServer(reflection.ServerOptions{Services: s.grpc, DescriptorResolver: res}))
 	if s.metrics != nil {
 		s.metrics.Server.InitializeMetrics(s.grpc)
 	}

@@ -11,6 +11,8 @@ import (
 	"google.golang.org/grpc/codes"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/descriptorpb"
 
 	generationv1 "genservice/gen/livepeer/generation/v1"
 	"genservice/internal/certgen"
@@ -342,6 +344,20 @@ func TestTLS_Reflection(t *testing.T) {
 	}
 	if len(resp.GetFileDescriptorResponse().GetFileDescriptorProto()) == 0 {
 		t.Errorf("no file descriptor for GenerationService: %v", resp)
+	}
+	// The descriptors carry the contract's comments, so grpcurl describe shows them.
+	var comments []string
+	for _, raw := range resp.GetFileDescriptorResponse().GetFileDescriptorProto() {
+		var fd descriptorpb.FileDescriptorProto
+		if err := proto.Unmarshal(raw, &fd); err != nil {
+			t.Fatal(err)
+		}
+		for _, loc := range fd.GetSourceCodeInfo().GetLocation() {
+			comments = append(comments, loc.GetLeadingComments())
+		}
+	}
+	if all := strings.Join(comments, "\n"); !strings.Contains(all, "GenerationService runs Livepeer AI generation pipelines") {
+		t.Errorf("reflection serves no comments for GenerationService (%d comment locations)", len(comments))
 	}
 	_ = stream.CloseSend()
 }
