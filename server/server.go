@@ -22,8 +22,8 @@ import (
 	"google.golang.org/grpc/stats"
 
 	"genservice/authz"
-	"genservice/internal/contract"
 	generationv1 "genservice/gen/livepeer/generation/v1"
+	"genservice/internal/contract"
 	"genservice/livepeer"
 	"genservice/metrics"
 )
