@@ -1,12 +1,11 @@
 // Command genservice serves the Livepeer AI generation API over gRPC with mTLS.
 //
 //	genservice serve   run the service (see genservice serve --help)
-//	genservice demo    run a self-contained demo: throwaway CA, gateway simulator, real calls
+//	genservice demo      run a self-contained demo: throwaway CA, gateway simulator, real calls
+//	genservice simulate  run the gateway simulator alone, for client development
 package main
 
 import (
-	"genservice/app"
-
 	"context"
 	"errors"
 	"flag"
@@ -14,6 +13,8 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"genservice/app"
 )
 
 const usage = `Usage: genservice <command> [flags]
@@ -22,6 +23,8 @@ Commands:
   serve     serve livepeer.generation.v1.GenerationService over mTLS (genservice serve --help)
   demo      start a local demo: throwaway certificates, a Livepeer gateway simulator and the
             real service; makes a few calls and prints grpcurl lines to try (genservice demo --help)
+  simulate  run the Livepeer gateway simulator alone, accepting a key of your choosing, to
+            develop clients without a Livepeer account (genservice simulate --help)
   version   print the version
 `
 
@@ -45,6 +48,8 @@ func run(args []string) int {
 		}
 	case "demo":
 		err = demo(ctx, args[1:], os.Stdout)
+	case "simulate":
+		err = simulate(ctx, args[1:], os.Stdout, os.Getenv)
 	case "version", "--version":
 		fmt.Println(version)
 		return 0

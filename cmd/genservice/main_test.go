@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -486,5 +487,64 @@ func TestServeSecondSignalExitsAtOnce(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatalf("still running 5s after a second SIGTERM:\n%s", stderr.String())
+	}
+}
+
+// `genservice simulate` runs the gateway simulator alone with a key of the caller's
+// choosing: the key it was given works, another is refused with 401, and SIGTERM stops it.
+func TestSimulate(t *testing.T) {
+	runBin(t, 10*time.Second, nil, "simulate").want(t, 1, "LIVEPEER_API_KEY")
+
+	cmd := exec.Command(binary, "simulate", "--listen", "127.0.0.1:0")
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "LIVEPEER_API_KEY=dev-key-4711"}
+	var out logbuf.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	defer func() { _ = cmd.Process.Kill() }()
+	var url string
+	deadline := time.Now().Add(20 * time.Second)
+	for url == "" {
+		if time.Now().After(deadline) {
+			t.Fatalf("no listening line:\n%s", out.String())
+		}
+		for _, line := range strings.Split(out.String(), "\n") {
+			if rest, ok := strings.CutPrefix(line, "gateway simulator listening: "); ok {
+				url = strings.Fields(rest)[0]
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if strings.Contains(out.String(), "dev-key-4711") {
+		t.Errorf("the key was printed:\n%s", out.String())
+	}
+	post := func(key string) int {
+		req, _ := http.NewRequest(http.MethodPost, url+"/text-to-image", strings.NewReader(`{"model_id":"m","prompt":"a harbour"}`))
+		req.Header.Set("Authorization", "Bearer "+key)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := post("dev-key-4711"); code != http.StatusOK {
+		t.Errorf("with the chosen key: %d", code)
+	}
+	if code := post("another-key"); code != http.StatusUnauthorized {
+		t.Errorf("with another key: %d", code)
+	}
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Errorf("exit after SIGTERM: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("simulate did not stop on SIGTERM")
 	}
 }
