@@ -294,17 +294,24 @@ func (l logLine) msg() string { s, _ := l["msg"].(string); return s }
 
 // TestServeStartsAndStops runs the real binary against the gateway simulator: it
 // serves a call over mTLS with the key from a file, and exits 0 on SIGTERM.
-func TestServeStartsAndStops(t *testing.T) {
-	p := newPKI(t)
+// serveCmd is `genservice serve` with p's certificates, the canary key in a key file and
+// a gateway simulator that accepts it, plus extra flags.
+func serveCmd(t *testing.T, p *pki, extra ...string) (*exec.Cmd, *livepeertest.Server) {
+	t.Helper()
 	sim, err := livepeertest.New(livepeertest.Config{APIKey: canaryKey})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer sim.Close()
+	t.Cleanup(sim.Close)
 	keyFile := writeKeyFile(t, canaryKey+"\n")
-
-	cmd := exec.Command(binary, p.args("--gateway-url", sim.URL(), "--drain-delay", "0", "--shutdown-grace", "5s")...)
+	cmd := exec.Command(binary, p.args(append([]string{"--gateway-url", sim.URL()}, extra...)...)...)
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "LIVEPEER_API_KEY_FILE=" + keyFile}
+	return cmd, sim
+}
+
+func TestServeStartsAndStops(t *testing.T) {
+	p := newPKI(t)
+	cmd, sim := serveCmd(t, p, "--drain-delay", "0", "--shutdown-grace", "5s")
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -435,16 +442,8 @@ func TestDemoOnce(t *testing.T) {
 
 // A second SIGTERM during the shutdown grace exits at once instead of waiting it out.
 func TestServeSecondSignalExitsAtOnce(t *testing.T) {
-	p := newPKI(t)
-	sim, err := livepeertest.New(livepeertest.Config{APIKey: canaryKey})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sim.Close()
-	keyFile := writeKeyFile(t, canaryKey+"\n")
 	// A long drain delay: the first signal alone keeps the process for a minute.
-	cmd := exec.Command(binary, p.args("--gateway-url", sim.URL(), "--drain-delay", "60s", "--shutdown-grace", "60s")...)
-	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "LIVEPEER_API_KEY_FILE=" + keyFile}
+	cmd, _ := serveCmd(t, newPKI(t), "--drain-delay", "60s", "--shutdown-grace", "60s")
 	var stderr logbuf.Buffer
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {

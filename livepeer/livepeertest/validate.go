@@ -118,23 +118,14 @@ func checkJSON(p *pipeline, obj map[string]any) *reply {
 	return nil
 }
 
+// jsonTypeOK is ajv's type check of a JSON body's value: JSON.parse gives 5 for 5.0
+// too, so ajv calls it an integer, but one beyond 2^53 has lost its value on the way.
 func jsonTypeOK(k kind, v any) bool {
-	switch k {
-	case kString:
-		_, ok := v.(string)
-		return ok
-	case kBoolean:
-		_, ok := v.(bool)
-		return ok
-	case kNumber:
-		_, ok := v.(float64)
-		return ok
-	case kInteger:
-		f, ok := v.(float64)
-		// JSON.parse gives 5 for 5.0 too, so ajv calls it an integer.
-		return ok && f == math.Trunc(f) && math.Abs(f) <= 1<<53
+	if !ajvTypeOK(k, v) {
+		return false
 	}
-	return false
+	f, isNum := v.(float64)
+	return k != kInteger || !isNum || math.Abs(f) <= 1<<53
 }
 
 // checkMessages validates llm's messages: an array of {role, content}
