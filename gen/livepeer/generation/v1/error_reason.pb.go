@@ -34,69 +34,92 @@ type ErrorReason int32
 const (
 	// Never sent; the zero value required by proto3.
 	ErrorReason_ERROR_REASON_UNSPECIFIED ErrorReason = 0
-	// The caller presented no client certificate. Code UNAUTHENTICATED. Connect with a
+	// The caller presented no usable identity: no client certificate (in mesh mode: no
+	// identity header from the sidecar), or a certificate that names no usable caller
+	// (two URI SANs, a malformed SPIFFE ID, a CN or DNS name that looks like a SPIFFE ID, a
+	// CA certificate, no name at all). Code UNAUTHENTICATED. Metadata: method; problem
+	// (what is wrong with a presented certificate); mesh (in mesh mode). Connect with a
 	// certificate issued by the CA genservice trusts (grpcurl: -cert and -key).
 	ErrorReason_ERROR_REASON_CLIENT_CERTIFICATE_REQUIRED ErrorReason = 1
 	// The caller's principal may not call this RPC under the authorization policy.
 	// Code PERMISSION_DENIED. Metadata: principal, method.
 	ErrorReason_ERROR_REASON_CALLER_NOT_AUTHORIZED ErrorReason = 2
 	// The caller exceeded its per-principal rate or concurrency limit. Code
-	// RESOURCE_EXHAUSTED, with RetryInfo and QuotaFailure. Retry after the delay.
+	// RESOURCE_EXHAUSTED, with RetryInfo and QuotaFailure. Metadata: principal, method,
+	// limit ("rate" or "maxInFlight"). Retry after the delay.
 	ErrorReason_ERROR_REASON_CALLER_RATE_LIMITED ErrorReason = 3
 	// genservice is at its global cap of in-flight upstream calls. Code UNAVAILABLE, with
-	// RetryInfo. Safe to retry, ideally on another replica.
+	// RetryInfo. Metadata: maxInFlight. Safe to retry, ideally on another replica.
 	ErrorReason_ERROR_REASON_OVERLOADED ErrorReason = 4
-	// The request failed genservice's own validation before anything was sent upstream.
-	// Code INVALID_ARGUMENT, with BadRequest naming each offending field. Fix the request.
+	// The request failed genservice's own validation before anything was sent upstream,
+	// or did not decode as the request message. Code INVALID_ARGUMENT, with BadRequest
+	// naming each offending field and the allowed values. Fix the request.
 	ErrorReason_ERROR_REASON_INVALID_REQUEST ErrorReason = 5
-	// The server is draining for shutdown. Code UNAVAILABLE. Retry on another replica.
+	// The server is draining for shutdown, or shut down before the call finished (metadata
+	// cut: "true"). Code UNAVAILABLE. Retry on another replica.
 	ErrorReason_ERROR_REASON_SHUTTING_DOWN ErrorReason = 6
 	// The gateway rejected genservice's backend API key (HTTP 401). Code UNAUTHENTICATED.
 	// This is not the caller's fault: the operator must fix the key. Metadata:
 	// keyFingerprint, upstreamStatus, upstreamMessage; a Help detail says what to check.
 	ErrorReason_ERROR_REASON_UPSTREAM_API_KEY_REJECTED ErrorReason = 7
-	// The gateway refused the backend API key for this operation (HTTP 403), typically a
-	// CORS-enabled key. Code PERMISSION_DENIED. The operator must configure a backend key.
+	// The gateway refused the backend API key for this operation (HTTP 403): a CORS-enabled
+	// key, a suspended account, an unverified e-mail or a disallowed origin. Code
+	// PERMISSION_DENIED. Metadata: keyFingerprint, upstreamStatus, upstreamMessage; a Help
+	// detail has the operator's checklist.
 	ErrorReason_ERROR_REASON_UPSTREAM_API_KEY_FORBIDDEN ErrorReason = 8
 	// The gateway rejected the request's content (HTTP 400, 413, 415 or 422). Code
 	// INVALID_ARGUMENT, with BadRequest field violations when the gateway named fields.
+	// Metadata: pipeline, upstreamStatus, upstreamMessage.
 	ErrorReason_ERROR_REASON_UPSTREAM_INVALID_ARGUMENT ErrorReason = 9
 	// The gateway does not serve this pipeline (HTTP 404; Livepeer Studio has no
-	// image-to-text or text-to-speech). Code UNIMPLEMENTED. Retrying will not help.
+	// image-to-text or text-to-speech, and its llm endpoint only takes an older form).
+	// Code UNIMPLEMENTED. Metadata: pipeline, upstreamStatus. Retrying will not help.
 	ErrorReason_ERROR_REASON_UPSTREAM_PIPELINE_UNSUPPORTED ErrorReason = 10
 	// The gateway rate-limited genservice's key (HTTP 429). Code RESOURCE_EXHAUSTED, with
-	// RetryInfo from the gateway's Retry-After when it sent one.
+	// RetryInfo from the gateway's Retry-After when it sent one. Metadata: pipeline,
+	// upstreamStatus, upstreamMessage.
 	ErrorReason_ERROR_REASON_UPSTREAM_RATE_LIMITED ErrorReason = 11
 	// The gateway is temporarily unavailable (HTTP 502 or 503, e.g. no orchestrator had
-	// capacity). Code UNAVAILABLE, with RetryInfo when the gateway sent Retry-After.
+	// capacity; or Livepeer Studio's 500 "Failed to generate ..." / "Internal server error:
+	// FetchError", which mean the same behind it). Code UNAVAILABLE, with RetryInfo (the
+	// gateway's Retry-After, else 1 s). Metadata: pipeline, upstreamStatus, upstreamMessage.
 	ErrorReason_ERROR_REASON_UPSTREAM_UNAVAILABLE ErrorReason = 12
-	// The gateway timed out (HTTP 504 or 408) or genservice's per-attempt timeout expired.
-	// Code UNAVAILABLE.
+	// The gateway timed out (HTTP 504 or 408), genservice's per-pipeline timeout expired,
+	// or an LLM stream sent no event for the idle timeout. Code UNAVAILABLE, with
+	// RetryInfo. Metadata: pipeline; upstreamStatus; idleTimeout (streams).
 	ErrorReason_ERROR_REASON_UPSTREAM_TIMEOUT ErrorReason = 13
-	// genservice could not reach the gateway (DNS, connect, TLS or connection reset).
-	// Code UNAVAILABLE.
+	// genservice could not reach the gateway (DNS, connect or TLS failed before the
+	// request was sent). Code UNAVAILABLE, with RetryInfo. Metadata: pipeline.
 	ErrorReason_ERROR_REASON_UPSTREAM_UNREACHABLE ErrorReason = 14
-	// The gateway failed with HTTP 500 or another 5xx. Code INTERNAL. Not retried by
-	// genservice because generation may already have been paid for.
+	// The gateway failed with HTTP 500 or another 5xx, or sent an error event in a stream.
+	// Code INTERNAL. Not retried by genservice because generation may already have been
+	// paid for. Metadata: pipeline, upstreamStatus, upstreamMessage.
 	ErrorReason_ERROR_REASON_UPSTREAM_INTERNAL_ERROR ErrorReason = 15
-	// The gateway answered with another 4xx status. Code FAILED_PRECONDITION.
+	// The gateway answered with another 4xx (or a 3xx: redirects are not followed). Code
+	// FAILED_PRECONDITION. Metadata: pipeline, upstreamStatus, upstreamMessage.
 	ErrorReason_ERROR_REASON_UPSTREAM_REJECTED ErrorReason = 16
 	// The gateway answered 2xx with a body that is empty, not JSON, of the wrong shape or
-	// too large. Code INTERNAL.
+	// too large. Code INTERNAL. Metadata: pipeline.
 	ErrorReason_ERROR_REASON_UPSTREAM_BAD_RESPONSE ErrorReason = 17
-	// An LLM event stream ended before its final event. Code UNAVAILABLE.
+	// An LLM event stream ended before its final event; through a go-livepeer gateway this
+	// is also how a model failure in mid-stream arrives. Code UNAVAILABLE. Metadata:
+	// pipeline, events (how many arrived).
 	ErrorReason_ERROR_REASON_UPSTREAM_STREAM_TRUNCATED ErrorReason = 18
 	// An unexpected failure inside genservice. Code INTERNAL. Nothing about the failure is
 	// disclosed to the caller; operators find it in genservice's log by request id.
+	// Metadata: requestId.
 	ErrorReason_ERROR_REASON_INTERNAL_ERROR ErrorReason = 19
 	// inline_media was requested but a result URL is on a host genservice may not fetch
 	// from (neither the gateway's host nor an allowed media host). Code FAILED_PRECONDITION.
 	// Nothing was fetched. Metadata: host.
 	ErrorReason_ERROR_REASON_MEDIA_FETCH_REFUSED ErrorReason = 20
-	// inline_media was requested but a result is larger than the operator's cap. Code
-	// RESOURCE_EXHAUSTED. Call without inline_media and fetch the URL directly.
+	// inline_media was requested but a result is larger than the operator's cap, or all
+	// results together would not fit in one response. Code RESOURCE_EXHAUSTED. Metadata:
+	// maxMediaBytes; maxResponseBytes and results (response budget). Call without
+	// inline_media and fetch the URLs, or ask for fewer results.
 	ErrorReason_ERROR_REASON_MEDIA_TOO_LARGE ErrorReason = 21
-	// inline_media was requested but fetching a result failed. Code UNAVAILABLE.
+	// inline_media was requested but fetching a result failed. Code UNAVAILABLE. Metadata:
+	// mediaStatus (when the media server answered).
 	ErrorReason_ERROR_REASON_MEDIA_FETCH_FAILED ErrorReason = 22
 	// A streaming caller stopped reading: a response message could not be handed to the
 	// connection within the stream idle timeout, so genservice ended the call and released
