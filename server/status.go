@@ -407,7 +407,7 @@ var upstreamRows = map[livepeer.Kind]upstreamRow{
 		message: func(f facts) string { return "the gateway failed during the stream: " + f.message },
 	},
 	livepeer.KindStreamIdle: {
-		code: codes.Unavailable, reason: generationv1.ErrorReason_ERROR_REASON_UPSTREAM_TIMEOUT,
+		code: codes.Unavailable, reason: generationv1.ErrorReason_ERROR_REASON_UPSTREAM_TIMEOUT, retry: defaultRetryDelay,
 		message: func(f facts) string {
 			return "the gateway sent no stream event for " + f.meta["idleTimeout"] + "; retry the call"
 		},
