@@ -82,7 +82,8 @@ func (ReturnTimestamps) EnumDescriptor() ([]byte, []int) {
 type LlmRole int32
 
 const (
-	// Not allowed in a request (INVALID_ARGUMENT).
+	// Not allowed in a request (INVALID_ARGUMENT). In a response: the gateway named no
+	// role, or one this version does not know; the content is still there.
 	LlmRole_LLM_ROLE_UNSPECIFIED LlmRole = 0
 	// Instructions for the model.
 	LlmRole_LLM_ROLE_SYSTEM LlmRole = 1
@@ -1663,7 +1664,8 @@ func (x *SegmentAnything2Response) GetLogits() []*Mask {
 // LlmMessage is one message of a chat conversation.
 type LlmMessage struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Author of the message. Required.
+	// Author of the message. Required in a request; in a response usually
+	// LLM_ROLE_ASSISTANT.
 	Role LlmRole `protobuf:"varint,3,opt,name=role,proto3,enum=livepeer.generation.v1.LlmRole" json:"role,omitempty"`
 	// Text of the message.
 	Content       string `protobuf:"bytes,2,opt,name=content,proto3" json:"content,omitempty"`
