@@ -110,25 +110,25 @@ func TestNewFailsOnBadPolicy(t *testing.T) {
 }
 
 func TestEnforcerNotAllowed(t *testing.T) {
-	env := newEnforcerEnv(t, rule("spiffe://td/a", "LLM", "")+"  - principals: [\"spiffe://td/batch/*\"]\n    methods: [\"*\"]\n")
-	admitOK(t, env.e, "spiffe://td/a", "LLM")()
+	env := newEnforcerEnv(t, rule("spiffe://td/a", "Llm", "")+"  - principals: [\"spiffe://td/batch/*\"]\n    methods: [\"*\"]\n")
+	admitOK(t, env.e, "spiffe://td/a", "Llm")()
 	admitDenied(t, env.e, "spiffe://td/a", "TextToImage", NotAllowed)
-	admitDenied(t, env.e, "spiffe://td/b", "LLM", NotAllowed)
-	admitDenied(t, env.e, "", "LLM", NotAllowed)
+	admitDenied(t, env.e, "spiffe://td/b", "Llm", NotAllowed)
+	admitDenied(t, env.e, "", "Llm", NotAllowed)
 	admitOK(t, env.e, "spiffe://td/batch/x", "TextToSpeech")()
 	// Unlimited admissions are free: no state accumulates and release is harmless.
 	for range 1000 {
-		r := admitOK(t, env.e, "spiffe://td/a", "LLM")
+		r := admitOK(t, env.e, "spiffe://td/a", "Llm")
 		r()
 		r()
 	}
 }
 
 func TestEnforcerRateLimit(t *testing.T) {
-	env := newEnforcerEnv(t, rule("spiffe://td/a", "LLM, TextToImage", "    rate: 2\n    burst: 2\n"))
-	admitOK(t, env.e, "spiffe://td/a", "LLM")()
+	env := newEnforcerEnv(t, rule("spiffe://td/a", "Llm, TextToImage", "    rate: 2\n    burst: 2\n"))
+	admitOK(t, env.e, "spiffe://td/a", "Llm")()
 	admitOK(t, env.e, "spiffe://td/a", "TextToImage")() // the bucket is per principal, not per method
-	d := admitDenied(t, env.e, "spiffe://td/a", "LLM", RateLimited)
+	d := admitDenied(t, env.e, "spiffe://td/a", "Llm", RateLimited)
 	if d.RetryAfter <= 0 || d.RetryAfter > time.Second {
 		t.Errorf("RetryAfter = %v, want in (0, 1s]", d.RetryAfter)
 	}
@@ -138,82 +138,82 @@ func TestEnforcerRateLimit(t *testing.T) {
 	// A denial does not consume a token: repeated denials do not push the next
 	// admission further out.
 	for range 20 {
-		d2 := admitDenied(t, env.e, "spiffe://td/a", "LLM", RateLimited)
+		d2 := admitDenied(t, env.e, "spiffe://td/a", "Llm", RateLimited)
 		if d2.RetryAfter > d.RetryAfter {
 			t.Fatalf("RetryAfter grew from %v to %v: denials consume tokens", d.RetryAfter, d2.RetryAfter)
 		}
 	}
 	// Another principal has its own bucket, even under the same rule.
-	env.write(t, rule("spiffe://td/*", "LLM", "    rate: 2\n    burst: 2\n"))
+	env.write(t, rule("spiffe://td/*", "Llm", "    rate: 2\n    burst: 2\n"))
 	if err := env.e.Reload(); err != nil {
 		t.Fatal(err)
 	}
-	admitOK(t, env.e, "spiffe://td/b", "LLM")()
-	admitOK(t, env.e, "spiffe://td/c", "LLM")()
+	admitOK(t, env.e, "spiffe://td/b", "Llm")()
+	admitOK(t, env.e, "spiffe://td/c", "Llm")()
 }
 
 func TestEnforcerRateLimitRefills(t *testing.T) {
 	// rate 20/s: a token every 50 ms. Waiting RetryAfter is enough to be admitted.
-	env := newEnforcerEnv(t, rule("a", "LLM", "    rate: 20\n    burst: 1\n"))
-	admitOK(t, env.e, "a", "LLM")()
-	d := admitDenied(t, env.e, "a", "LLM", RateLimited)
+	env := newEnforcerEnv(t, rule("a", "Llm", "    rate: 20\n    burst: 1\n"))
+	admitOK(t, env.e, "a", "Llm")()
+	d := admitDenied(t, env.e, "a", "Llm", RateLimited)
 	if d.RetryAfter <= 0 || d.RetryAfter > 50*time.Millisecond {
 		t.Fatalf("RetryAfter = %v, want in (0, 50ms]", d.RetryAfter)
 	}
 	time.Sleep(d.RetryAfter + 5*time.Millisecond) // the retry a client would do
-	admitOK(t, env.e, "a", "LLM")()
+	admitOK(t, env.e, "a", "Llm")()
 }
 
 func TestEnforcerMaxInFlight(t *testing.T) {
-	env := newEnforcerEnv(t, rule("a", "LLM", "    max_in_flight: 2\n")+"  - principals: [b]\n    methods: [LLM]\n    max_in_flight: 2\n")
-	r1 := admitOK(t, env.e, "a", "LLM")
-	r2 := admitOK(t, env.e, "a", "LLM")
-	d := admitDenied(t, env.e, "a", "LLM", TooManyInFlight)
+	env := newEnforcerEnv(t, rule("a", "Llm", "    max_in_flight: 2\n")+"  - principals: [b]\n    methods: [Llm]\n    max_in_flight: 2\n")
+	r1 := admitOK(t, env.e, "a", "Llm")
+	r2 := admitOK(t, env.e, "a", "Llm")
+	d := admitDenied(t, env.e, "a", "Llm", TooManyInFlight)
 	if d.RetryAfter <= 0 || d.Limits.MaxInFlight != 2 {
 		t.Errorf("denial = %+v", d)
 	}
 	// Another principal is not affected.
-	rb := admitOK(t, env.e, "b", "LLM")
+	rb := admitOK(t, env.e, "b", "Llm")
 	// Releasing frees a slot; releasing twice frees only one.
 	r1()
 	r1()
-	r3 := admitOK(t, env.e, "a", "LLM")
-	admitDenied(t, env.e, "a", "LLM", TooManyInFlight)
+	r3 := admitOK(t, env.e, "a", "Llm")
+	admitDenied(t, env.e, "a", "Llm", TooManyInFlight)
 	r2()
 	r3()
 	rb()
 	// All released: two slots again.
-	admitOK(t, env.e, "a", "LLM")
-	admitOK(t, env.e, "a", "LLM")
-	admitDenied(t, env.e, "a", "LLM", TooManyInFlight)
+	admitOK(t, env.e, "a", "Llm")
+	admitOK(t, env.e, "a", "Llm")
+	admitDenied(t, env.e, "a", "Llm", TooManyInFlight)
 }
 
 func TestEnforcerRateAndInFlight(t *testing.T) {
 	// A call refused for its rate must give back the in-flight slot it took.
-	env := newEnforcerEnv(t, rule("a", "LLM", "    rate: 1\n    burst: 1\n    max_in_flight: 1\n"))
-	r := admitOK(t, env.e, "a", "LLM")
-	admitDenied(t, env.e, "a", "LLM", TooManyInFlight)
+	env := newEnforcerEnv(t, rule("a", "Llm", "    rate: 1\n    burst: 1\n    max_in_flight: 1\n"))
+	r := admitOK(t, env.e, "a", "Llm")
+	admitDenied(t, env.e, "a", "Llm", TooManyInFlight)
 	r()
-	admitDenied(t, env.e, "a", "LLM", RateLimited)
+	admitDenied(t, env.e, "a", "Llm", RateLimited)
 	// The rate denial released its slot: raising the rate (new bucket) admits at once.
-	env.write(t, rule("a", "LLM", "    rate: 1000\n    burst: 5\n    max_in_flight: 1\n"))
+	env.write(t, rule("a", "Llm", "    rate: 1000\n    burst: 5\n    max_in_flight: 1\n"))
 	if err := env.e.Reload(); err != nil {
 		t.Fatal(err)
 	}
-	r = admitOK(t, env.e, "a", "LLM")
-	admitDenied(t, env.e, "a", "LLM", TooManyInFlight)
+	r = admitOK(t, env.e, "a", "Llm")
+	admitDenied(t, env.e, "a", "Llm", TooManyInFlight)
 	r()
 }
 
 func TestEnforcerConcurrentMaxInFlight(t *testing.T) {
 	const limit = 3
-	env := newEnforcerEnv(t, rule("a", "LLM", fmt.Sprintf("    max_in_flight: %d\n", limit)))
+	env := newEnforcerEnv(t, rule("a", "Llm", fmt.Sprintf("    max_in_flight: %d\n", limit)))
 	var cur, peak atomic.Int64
 	var wg sync.WaitGroup
 	for range 8 {
 		wg.Go(func() {
 			for range 2000 {
-				release, d := env.e.Admit("a", "LLM")
+				release, d := env.e.Admit("a", "Llm")
 				if d != nil {
 					continue
 				}
@@ -235,51 +235,51 @@ func TestEnforcerConcurrentMaxInFlight(t *testing.T) {
 	}
 	// Everything was released.
 	for range limit {
-		admitOK(t, env.e, "a", "LLM")
+		admitOK(t, env.e, "a", "Llm")
 	}
-	admitDenied(t, env.e, "a", "LLM", TooManyInFlight)
+	admitDenied(t, env.e, "a", "Llm", TooManyInFlight)
 }
 
 func TestEnforcerReloadKeepsBucketsWhenLimitsUnchanged(t *testing.T) {
-	env := newEnforcerEnv(t, rule("a", "LLM", "    rate: 0.01\n    burst: 1\n    max_in_flight: 1\n"))
-	r := admitOK(t, env.e, "a", "LLM")
-	admitDenied(t, env.e, "a", "LLM", TooManyInFlight)
+	env := newEnforcerEnv(t, rule("a", "Llm", "    rate: 0.01\n    burst: 1\n    max_in_flight: 1\n"))
+	r := admitOK(t, env.e, "a", "Llm")
+	admitDenied(t, env.e, "a", "Llm", TooManyInFlight)
 
 	// Same limits, other changes (more methods, another rule, comments): state survives.
-	env.write(t, "# edited\n"+rule("a", "LLM, TextToImage", "    rate: 0.01\n    burst: 1\n    max_in_flight: 1\n")+
-		"  - principals: [b]\n    methods: [LLM]\n")
+	env.write(t, "# edited\n"+rule("a", "Llm, TextToImage", "    rate: 0.01\n    burst: 1\n    max_in_flight: 1\n")+
+		"  - principals: [b]\n    methods: [Llm]\n")
 	if err := env.e.Reload(); err != nil {
 		t.Fatal(err)
 	}
 	admitDenied(t, env.e, "a", "TextToImage", TooManyInFlight) // still one in flight
 	r()
-	admitDenied(t, env.e, "a", "LLM", RateLimited) // token still spent
-	admitOK(t, env.e, "b", "LLM")()                // the new rule applies
+	admitDenied(t, env.e, "a", "Llm", RateLimited) // token still spent
+	admitOK(t, env.e, "b", "Llm")()                // the new rule applies
 
 	// Changed limits: a fresh bucket, admitted at once.
-	env.write(t, rule("a", "LLM", "    rate: 0.01\n    burst: 2\n    max_in_flight: 1\n"))
+	env.write(t, rule("a", "Llm", "    rate: 0.01\n    burst: 2\n    max_in_flight: 1\n"))
 	if err := env.e.Reload(); err != nil {
 		t.Fatal(err)
 	}
-	r = admitOK(t, env.e, "a", "LLM")
-	admitDenied(t, env.e, "a", "LLM", TooManyInFlight)
+	r = admitOK(t, env.e, "a", "Llm")
+	admitDenied(t, env.e, "a", "Llm", TooManyInFlight)
 	r()
-	admitOK(t, env.e, "a", "LLM")()
-	admitDenied(t, env.e, "a", "LLM", RateLimited)
+	admitOK(t, env.e, "a", "Llm")()
+	admitDenied(t, env.e, "a", "Llm", RateLimited)
 
 	// Removing the principal's rule denies it whatever its bucket holds.
 	env.write(t, "rules: []\n")
 	if err := env.e.Reload(); err != nil {
 		t.Fatal(err)
 	}
-	admitDenied(t, env.e, "a", "LLM", NotAllowed)
+	admitDenied(t, env.e, "a", "Llm", NotAllowed)
 }
 
 func TestEnforcerReloadBadFileKeepsPolicy(t *testing.T) {
-	env := newEnforcerEnv(t, rule("a", "LLM", "    max_in_flight: 1\n"))
-	r := admitOK(t, env.e, "a", "LLM")
+	env := newEnforcerEnv(t, rule("a", "Llm", "    max_in_flight: 1\n"))
+	r := admitOK(t, env.e, "a", "Llm")
 
-	bad := "rules:\n  - principals: [a]\n    methods: [LLM]\n  - principals: [b]\n    methods: [LLM]\n    max_inflight: 3\n"
+	bad := "rules:\n  - principals: [a]\n    methods: [Llm]\n  - principals: [b]\n    methods: [Llm]\n    max_inflight: 3\n"
 	env.write(t, bad)
 	err := env.e.Reload()
 	if err == nil {
@@ -297,10 +297,10 @@ func TestEnforcerReloadBadFileKeepsPolicy(t *testing.T) {
 		t.Error("OnReload not called")
 	}
 	// Old policy and state kept: a still allowed, still one in flight; b not allowed.
-	admitDenied(t, env.e, "a", "LLM", TooManyInFlight)
-	admitDenied(t, env.e, "b", "LLM", NotAllowed)
+	admitDenied(t, env.e, "a", "Llm", TooManyInFlight)
+	admitDenied(t, env.e, "b", "Llm", NotAllowed)
 	r()
-	admitOK(t, env.e, "a", "LLM")()
+	admitOK(t, env.e, "a", "Llm")()
 
 	// The log line says why, with the file and the line.
 	var found bool
@@ -330,10 +330,10 @@ func TestEnforcerReloadBadFileKeepsPolicy(t *testing.T) {
 	if got := <-env.reloads; got == nil {
 		t.Error("OnReload(nil) for a missing file")
 	}
-	admitOK(t, env.e, "a", "LLM")()
+	admitOK(t, env.e, "a", "Llm")()
 
 	// A good file again: applied, logged at INFO, OnReload(nil).
-	env.write(t, rule("b", "LLM", ""))
+	env.write(t, rule("b", "Llm", ""))
 	drain(env.reloads)
 	if err := env.e.Reload(); err != nil {
 		t.Fatal(err)
@@ -341,8 +341,8 @@ func TestEnforcerReloadBadFileKeepsPolicy(t *testing.T) {
 	if got := <-env.reloads; got != nil {
 		t.Errorf("OnReload(%v) after a good reload", got)
 	}
-	admitDenied(t, env.e, "a", "LLM", NotAllowed)
-	admitOK(t, env.e, "b", "LLM")()
+	admitDenied(t, env.e, "a", "Llm", NotAllowed)
+	admitOK(t, env.e, "b", "Llm")()
 	recs := env.logs.Records(t)
 	if last := recs[len(recs)-1]; last["msg"] != "policy reloaded" || last["level"] != "INFO" {
 		t.Errorf("last log line = %v, want INFO policy reloaded", last)
@@ -380,7 +380,7 @@ func TestEnforcerWatch(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	writeGen("..2026_01_01", rule("a", "LLM", ""))
+	writeGen("..2026_01_01", rule("a", "Llm", ""))
 	path := filepath.Join(dir, "policy.yaml")
 	if err := os.Symlink("..data/policy.yaml", path); err != nil {
 		t.Fatal(err)
@@ -399,7 +399,7 @@ func TestEnforcerWatch(t *testing.T) {
 	// readiness signal: swap (new contents each time) until a reload is seen.
 	deadline := time.After(5 * time.Second)
 	for gen := 2; ; gen++ {
-		writeGen(fmt.Sprintf("..2026_01_%02d", gen), rule("b", "LLM", fmt.Sprintf("# generation %d\n", gen)))
+		writeGen(fmt.Sprintf("..2026_01_%02d", gen), rule("b", "Llm", fmt.Sprintf("# generation %d\n", gen)))
 		select {
 		case err := <-reloads:
 			if err != nil {
@@ -412,8 +412,8 @@ func TestEnforcerWatch(t *testing.T) {
 		}
 		break
 	}
-	admitDenied(t, e, "a", "LLM", NotAllowed)
-	admitOK(t, e, "b", "LLM")()
+	admitDenied(t, e, "a", "Llm", NotAllowed)
+	admitOK(t, e, "b", "Llm")()
 
 	// A broken swap is reported and keeps the policy.
 	writeGen("..2026_02_01", "rules:\n  - principals: [c]\n    methods: [Nope]\n")
@@ -425,15 +425,15 @@ func TestEnforcerWatch(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("no reload after the broken swap")
 	}
-	admitOK(t, e, "b", "LLM")()
-	admitDenied(t, e, "c", "LLM", NotAllowed)
+	admitOK(t, e, "b", "Llm")()
+	admitDenied(t, e, "c", "Llm", NotAllowed)
 }
 
 func TestEnforcerConcurrentAdmitReload(t *testing.T) {
 	policies := []string{
-		rule("a", "LLM", "    rate: 1000\n    burst: 10\n    max_in_flight: 4\n"),
-		rule("a", "LLM", "    rate: 500\n    burst: 5\n    max_in_flight: 2\n"),
-		rule("a", "LLM", "") + "  - principals: [\"b/*\"]\n    methods: [\"*\"]\n    max_in_flight: 1\n",
+		rule("a", "Llm", "    rate: 1000\n    burst: 10\n    max_in_flight: 4\n"),
+		rule("a", "Llm", "    rate: 500\n    burst: 5\n    max_in_flight: 2\n"),
+		rule("a", "Llm", "") + "  - principals: [\"b/*\"]\n    methods: [\"*\"]\n    max_in_flight: 1\n",
 		"rules: []\n",
 		"rules:\n  - principals: [a]\n    methods: [Broken]\n",
 	}
@@ -494,9 +494,9 @@ func TestEnforcerConcurrentAdmitReload(t *testing.T) {
 	// The storm may have drained a's rate bucket (it survives reloads that keep the
 	// limits); give it time to refill before counting in-flight slots.
 	time.Sleep(50 * time.Millisecond)
-	r1 := admitOK(t, e, "a", "LLM")
-	r2 := admitOK(t, e, "a", "LLM")
-	admitDenied(t, e, "a", "LLM", TooManyInFlight)
+	r1 := admitOK(t, e, "a", "Llm")
+	r2 := admitOK(t, e, "a", "Llm")
+	admitDenied(t, e, "a", "Llm", TooManyInFlight)
 	r1()
 	r2()
 }
@@ -505,7 +505,7 @@ func TestEnforcerConcurrentAdmitReload(t *testing.T) {
 // one in force.
 func TestEnforcerOnReloadAfterSwap(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "policy.yaml")
-	if err := replaceFile(path, rule("a", "LLM", "")); err != nil {
+	if err := replaceFile(path, rule("a", "Llm", "")); err != nil {
 		t.Fatal(err)
 	}
 	var e *Enforcer
@@ -513,14 +513,14 @@ func TestEnforcerOnReloadAfterSwap(t *testing.T) {
 	e, err := New(Config{Path: path, KnownMethods: testMethods, Logger: slog.New(slog.DiscardHandler),
 		OnReload: func(err error) {
 			if err == nil {
-				_, d := e.Admit("b", "LLM")
+				_, d := e.Admit("b", "Llm")
 				bAllowed = d == nil
 			}
 		}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := replaceFile(path, rule("b", "LLM", "")); err != nil {
+	if err := replaceFile(path, rule("b", "Llm", "")); err != nil {
 		t.Fatal(err)
 	}
 	if err := e.Reload(); err != nil {

@@ -4,7 +4,7 @@
 //
 //	rules:
 //	  - principals: ["spiffe://example.org/ns/web/sa/frontend"]
-//	    methods: ["TextToImage", "LLMStream"]
+//	    methods: ["TextToImage", "LlmStream"]
 //	    rate: 2            # requests per second, per principal
 //	    burst: 4           # default: rate rounded up, at least 1
 //	    max_in_flight: 2   # concurrent calls, per principal

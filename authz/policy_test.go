@@ -10,7 +10,7 @@ import (
 // testMethods stands in for server.MethodNames() (importing server would be a cycle).
 var testMethods = []string{
 	"TextToImage", "ImageToImage", "ImageToVideo", "Upscale", "AudioToText",
-	"SegmentAnything2", "LLM", "ImageToText", "TextToSpeech", "LLMStream",
+	"SegmentAnything2", "Llm", "ImageToText", "TextToSpeech", "LlmStream",
 }
 
 func mustParse(t testing.TB, src string) *Policy {
@@ -31,7 +31,7 @@ const fullPolicy = `
 # The example of the package documentation, plus more specific rules.
 rules:
   - principals: ["spiffe://example.org/ns/web/sa/frontend"]
-    methods: ["TextToImage", "LLMStream"]
+    methods: ["TextToImage", "LlmStream"]
     rate: 2
     burst: 4
     max_in_flight: 2
@@ -44,7 +44,7 @@ rules:
     methods: ["ImageToText"]
     rate: 0.5
   - principals: ["spiffe://example.org/ns/batch/sa/restricted/*", "billing.internal"]
-    methods: [LLM]
+    methods: [Llm]
     max_in_flight: 1
 `
 
@@ -57,30 +57,30 @@ func TestParseValidPolicy(t *testing.T) {
 	}{
 		// Exact principal with limits; only the listed methods.
 		{"spiffe://example.org/ns/web/sa/frontend", "TextToImage", true, Limits{Rate: 2, Burst: 4, MaxInFlight: 2}},
-		{"spiffe://example.org/ns/web/sa/frontend", "LLMStream", true, Limits{Rate: 2, Burst: 4, MaxInFlight: 2}},
-		{"spiffe://example.org/ns/web/sa/frontend", "LLM", false, Limits{}},
+		{"spiffe://example.org/ns/web/sa/frontend", "LlmStream", true, Limits{Rate: 2, Burst: 4, MaxInFlight: 2}},
+		{"spiffe://example.org/ns/web/sa/frontend", "Llm", false, Limits{}},
 		// Prefix rule with "*": every method, no limits.
-		{"spiffe://example.org/ns/batch/sa/a", "LLM", true, Limits{}},
+		{"spiffe://example.org/ns/batch/sa/a", "Llm", true, Limits{}},
 		{"spiffe://example.org/ns/batch/sa/a", "TextToSpeech", true, Limits{}},
 		// Exact beats prefix: nightly may only Upscale, even though batch/* allows "*".
 		// burst defaults to ceil(rate).
 		{"spiffe://example.org/ns/batch/sa/nightly", "Upscale", true, Limits{Rate: 2.5, Burst: 3}},
-		{"spiffe://example.org/ns/batch/sa/nightly", "LLM", false, Limits{}},
+		{"spiffe://example.org/ns/batch/sa/nightly", "Llm", false, Limits{}},
 		// Longer prefix beats shorter: restricted/* governs, not batch/*.
-		{"spiffe://example.org/ns/batch/sa/restricted/x", "LLM", true, Limits{MaxInFlight: 1}},
+		{"spiffe://example.org/ns/batch/sa/restricted/x", "Llm", true, Limits{MaxInFlight: 1}},
 		{"spiffe://example.org/ns/batch/sa/restricted/x", "TextToImage", false, Limits{}},
 		// The shortest prefix governs the rest of the trust domain; burst at least 1.
 		{"spiffe://example.org/ns/other/sa/x", "ImageToText", true, Limits{Rate: 0.5, Burst: 1}},
 		{"spiffe://example.org/ns/other/sa/x", "TextToImage", false, Limits{}},
 		// A plain DNS-name principal.
-		{"billing.internal", "LLM", true, Limits{MaxInFlight: 1}},
+		{"billing.internal", "Llm", true, Limits{MaxInFlight: 1}},
 		// Default deny.
 		{"spiffe://other.org/ns/web/sa/frontend", "TextToImage", false, Limits{}},
 		{"", "TextToImage", false, Limits{}},
-		{"billing.internal.evil", "LLM", false, Limits{}},
+		{"billing.internal.evil", "Llm", false, Limits{}},
 		{"spiffe://example.org/ns/web/sa/frontend/extra", "TextToImage", false, Limits{}},
 		// A prefix includes its slash: "spiffe://example.org/ns/batch" is not under batch/*.
-		{"spiffe://example.org/ns/batchx/sa/a", "LLM", false, Limits{}},
+		{"spiffe://example.org/ns/batchx/sa/a", "Llm", false, Limits{}},
 		// Methods are case-sensitive names.
 		{"spiffe://example.org/ns/web/sa/frontend", "texttoimage", false, Limits{}},
 	}
@@ -99,20 +99,20 @@ func TestParseBurstDefault(t *testing.T) {
 	}{
 		{"0.1", 1}, {"0.5", 1}, {"1", 1}, {"1.01", 2}, {"2", 2}, {"2.5", 3}, {"10", 10}, {"99.9", 100},
 	} {
-		p := mustParse(t, "rules:\n  - principals: [a]\n    methods: [LLM]\n    rate: "+tt.rate+"\n")
-		l, ok := p.Allows("a", "LLM")
+		p := mustParse(t, "rules:\n  - principals: [a]\n    methods: [Llm]\n    rate: "+tt.rate+"\n")
+		l, ok := p.Allows("a", "Llm")
 		if !ok || l.Burst != tt.burst {
 			t.Errorf("rate %s: burst = %d (allowed %v), want %d", tt.rate, l.Burst, ok, tt.burst)
 		}
 	}
 	// An explicit burst wins, also below the rate.
-	p := mustParse(t, "rules:\n  - principals: [a]\n    methods: [LLM]\n    rate: 5\n    burst: 1\n")
-	if l, _ := p.Allows("a", "LLM"); l.Burst != 1 || l.Rate != 5 {
+	p := mustParse(t, "rules:\n  - principals: [a]\n    methods: [Llm]\n    rate: 5\n    burst: 1\n")
+	if l, _ := p.Allows("a", "Llm"); l.Burst != 1 || l.Rate != 5 {
 		t.Errorf("explicit burst: limits = %+v", l)
 	}
 	// No rate: no burst, unlimited.
-	p = mustParse(t, "rules:\n  - principals: [a]\n    methods: [LLM]\n")
-	if l, _ := p.Allows("a", "LLM"); l != (Limits{}) {
+	p = mustParse(t, "rules:\n  - principals: [a]\n    methods: [Llm]\n")
+	if l, _ := p.Allows("a", "Llm"); l != (Limits{}) {
 		t.Errorf("no limits: limits = %+v", l)
 	}
 }
@@ -125,7 +125,7 @@ rules:
   - principals: ["spiffe://td/*"]
     methods: ["*"]
   - principals: ["spiffe://td/ns/a/*"]
-    methods: [LLM]
+    methods: [Llm]
   - principals: ["spiffe://td/ns/a/sa/b/*"]
     methods: [TextToImage]
   - principals: ["spiffe://td/ns/a/sa/b"]
@@ -136,14 +136,14 @@ rules:
 		ok                bool
 	}{
 		{"spiffe://td/x", "Upscale", true},
-		{"spiffe://td/ns/a/x", "LLM", true},
+		{"spiffe://td/ns/a/x", "Llm", true},
 		{"spiffe://td/ns/a/x", "Upscale", false}, // td/* would allow it; ns/a/* governs
 		{"spiffe://td/ns/a/sa/b/c", "TextToImage", true},
-		{"spiffe://td/ns/a/sa/b/c", "LLM", false},
+		{"spiffe://td/ns/a/sa/b/c", "Llm", false},
 		{"spiffe://td/ns/a/sa/b", "Upscale", true}, // exact
 		{"spiffe://td/ns/a/sa/b", "TextToImage", false},
-		{"spiffe://td/ns/a/sa/b", "LLM", false},
-		{"spiffe://td/ns/a/sa/bb", "LLM", true}, // sa/b/* needs the slash
+		{"spiffe://td/ns/a/sa/b", "Llm", false},
+		{"spiffe://td/ns/a/sa/bb", "Llm", true}, // sa/b/* needs the slash
 	} {
 		if got := allows(p, tt.principal, tt.method); got != tt.ok {
 			t.Errorf("Allows(%q, %q) = %v, want %v", tt.principal, tt.method, got, tt.ok)
@@ -157,7 +157,7 @@ rules:
   - principals: ["spiffe://td/ns/a/sa/b/*"]
     methods: [TextToImage]
   - principals: ["spiffe://td/ns/a/*"]
-    methods: [LLM]
+    methods: [Llm]
   - principals: ["spiffe://td/*"]
     methods: ["*"]
 `)
@@ -200,7 +200,7 @@ func TestParseErrors(t *testing.T) {
 		},
 		{
 			name:   "misspelled method",
-			src:    "rules:\n  - principals: [a]\n    methods: [LLM]\n  - principals: [b]\n    methods: [LLM, TextToImgae]\n",
+			src:    "rules:\n  - principals: [a]\n    methods: [Llm]\n  - principals: [b]\n    methods: [Llm, TextToImgae]\n",
 			line:   4,
 			reason: []string{`unknown method "TextToImgae"`, "TextToImage"},
 		},
@@ -212,97 +212,97 @@ func TestParseErrors(t *testing.T) {
 		},
 		{
 			name:   "full method name instead of RPC name",
-			src:    "rules:\n  - principals: [a]\n    methods: [/livepeer.generation.v1.GenerationService/LLM]\n",
+			src:    "rules:\n  - principals: [a]\n    methods: [/livepeer.generation.v1.GenerationService/Llm]\n",
 			line:   2,
 			reason: []string{"unknown method"},
 		},
 		{
 			name:   "duplicate principal across rules",
-			src:    "rules:\n  - principals: [a]\n    methods: [LLM]\n\n  - principals: [b, a]\n    methods: [Upscale]\n",
+			src:    "rules:\n  - principals: [a]\n    methods: [Llm]\n\n  - principals: [b, a]\n    methods: [Upscale]\n",
 			line:   5,
 			reason: []string{`principal "a"`, "line 2", "one rule only"},
 		},
 		{
 			name:   "duplicate prefix across rules",
-			src:    "rules:\n  - principals: [\"spiffe://td/*\"]\n    methods: [LLM]\n  - principals: [\"spiffe://td/*\"]\n    methods: [LLM]\n",
+			src:    "rules:\n  - principals: [\"spiffe://td/*\"]\n    methods: [Llm]\n  - principals: [\"spiffe://td/*\"]\n    methods: [Llm]\n",
 			line:   4,
 			reason: []string{`"spiffe://td/*"`, "one rule only"},
 		},
 		{
 			name:   "wildcard in the middle",
-			src:    "rules:\n  - principals: [\"spiffe://td/*/sa/x\"]\n    methods: [LLM]\n",
+			src:    "rules:\n  - principals: [\"spiffe://td/*/sa/x\"]\n    methods: [Llm]\n",
 			line:   2,
 			reason: []string{"wildcard", `final "/*"`},
 		},
 		{
 			name:   "wildcard without slash",
-			src:    "rules:\n  - principals: [\"spiffe://td/ns*\"]\n    methods: [LLM]\n",
+			src:    "rules:\n  - principals: [\"spiffe://td/ns*\"]\n    methods: [Llm]\n",
 			line:   2,
 			reason: []string{"wildcard", `final "/*"`},
 		},
 		{
 			name:   "bare wildcard",
-			src:    "rules:\n  - principals: [\"*\"]\n    methods: [LLM]\n",
+			src:    "rules:\n  - principals: [\"*\"]\n    methods: [Llm]\n",
 			line:   2,
 			reason: []string{"wildcard"},
 		},
 		{
 			name:   "two wildcards",
-			src:    "rules:\n  - principals: [\"spiffe://*/*\"]\n    methods: [LLM]\n",
+			src:    "rules:\n  - principals: [\"spiffe://*/*\"]\n    methods: [Llm]\n",
 			line:   2,
 			reason: []string{"wildcard"},
 		},
 		{
 			name:   "negative rate",
-			src:    "rules:\n  - principals: [a]\n    methods: [LLM]\n    rate: -1\n",
+			src:    "rules:\n  - principals: [a]\n    methods: [Llm]\n    rate: -1\n",
 			line:   2,
 			reason: []string{"rate must be a positive number"},
 		},
 		{
 			name:   "NaN rate",
-			src:    "rules:\n  - principals: [a]\n    methods: [LLM]\n    rate: .nan\n",
+			src:    "rules:\n  - principals: [a]\n    methods: [Llm]\n    rate: .nan\n",
 			line:   2,
 			reason: []string{"rate"},
 		},
 		{
 			name:   "infinite rate",
-			src:    "rules:\n  - principals: [a]\n    methods: [LLM]\n    rate: .inf\n",
+			src:    "rules:\n  - principals: [a]\n    methods: [Llm]\n    rate: .inf\n",
 			line:   2,
 			reason: []string{"rate"},
 		},
 		{
 			name:   "rate not a number",
-			src:    "rules:\n  - principals: [a]\n    methods: [LLM]\n    rate: fast\n",
+			src:    "rules:\n  - principals: [a]\n    methods: [Llm]\n    rate: fast\n",
 			line:   2,
 			reason: []string{"fast", "float64"},
 		},
 		{
 			name:   "burst without rate",
-			src:    "rules:\n  - principals: [a]\n    methods: [LLM]\n    burst: 3\n",
+			src:    "rules:\n  - principals: [a]\n    methods: [Llm]\n    burst: 3\n",
 			line:   2,
 			reason: []string{"burst needs a rate"},
 		},
 		{
 			name:   "negative burst",
-			src:    "rules:\n  - principals: [a]\n    methods: [LLM]\n    rate: 1\n    burst: -1\n",
+			src:    "rules:\n  - principals: [a]\n    methods: [Llm]\n    rate: 1\n    burst: -1\n",
 			line:   2,
 			reason: []string{"burst must not be negative"},
 		},
 		{
 			name:   "negative max_in_flight",
-			src:    "rules:\n  - principals: [a]\n    methods: [LLM]\n    max_in_flight: -2\n",
+			src:    "rules:\n  - principals: [a]\n    methods: [Llm]\n    max_in_flight: -2\n",
 			line:   2,
 			reason: []string{"max_in_flight must not be negative"},
 		},
 		{
 			name:   "no principals",
-			src:    "rules:\n  - methods: [LLM]\n",
+			src:    "rules:\n  - methods: [Llm]\n",
 			line:   2,
 			reason: []string{"principals is required"},
 		},
 		{
 			name:   "empty principal",
-			src:    "rules:\n  - principals: [\"\"]\n    methods: [LLM]\n",
+			src:    "rules:\n  - principals: [\"\"]\n    methods: [Llm]\n",
 			line:   2,
 			reason: []string{"principal must not be empty"},
 		},
@@ -314,7 +314,7 @@ func TestParseErrors(t *testing.T) {
 		},
 		{
 			name:   "principals not a list",
-			src:    "rules:\n  - principals: a\n    methods: [LLM]\n",
+			src:    "rules:\n  - principals: a\n    methods: [Llm]\n",
 			line:   2,
 			reason: []string{"cannot unmarshal"},
 		},
@@ -326,7 +326,7 @@ func TestParseErrors(t *testing.T) {
 		},
 		{
 			name:   "not YAML",
-			src:    "rules:\n  - principals: [a]\n    methods: [LLM\n",
+			src:    "rules:\n  - principals: [a]\n    methods: [Llm\n",
 			line:   2, // where the unclosed flow sequence starts, as yaml reports it
 			reason: []string{"not valid YAML"},
 		},
@@ -338,7 +338,7 @@ func TestParseErrors(t *testing.T) {
 		},
 		{
 			name:   "no rules key (misspelled)",
-			src:    "rule:\n  - principals: [a]\n    methods: [LLM]\n",
+			src:    "rule:\n  - principals: [a]\n    methods: [Llm]\n",
 			line:   1,
 			reason: []string{"rule"},
 		},
@@ -406,10 +406,10 @@ func TestParseErrors(t *testing.T) {
 // an error, not silently ignored: the operator's rules for b would never apply, which
 // is the kind of silent denial the unknown-key and unknown-method checks exist to stop.
 func TestParseRejectsSecondDocument(t *testing.T) {
-	src := "rules:\n  - principals: [a]\n    methods: [LLM]\n---\nrules:\n  - principals: [b]\n    methods: [LLM]\n"
+	src := "rules:\n  - principals: [a]\n    methods: [Llm]\n---\nrules:\n  - principals: [b]\n    methods: [Llm]\n"
 	p, err := Parse([]byte(src), testMethods)
 	if err == nil {
-		t.Fatalf("Parse accepted two YAML documents and ignored the second (b allowed: %v); want an error naming line 4", allows(p, "b", "LLM"))
+		t.Fatalf("Parse accepted two YAML documents and ignored the second (b allowed: %v); want an error naming line 4", allows(p, "b", "Llm"))
 	}
 	if !strings.Contains(err.Error(), "line 4") {
 		t.Errorf("error %q should point at line 4", err)
@@ -418,8 +418,8 @@ func TestParseRejectsSecondDocument(t *testing.T) {
 
 func TestParseNoKnownMethods(t *testing.T) {
 	// Without known methods only "*" is accepted.
-	if _, err := Parse([]byte("rules:\n  - principals: [a]\n    methods: [LLM]\n"), nil); err == nil {
-		t.Error("LLM accepted with no known methods")
+	if _, err := Parse([]byte("rules:\n  - principals: [a]\n    methods: [Llm]\n"), nil); err == nil {
+		t.Error("Llm accepted with no known methods")
 	}
 	p, err := Parse([]byte("rules:\n  - principals: [a]\n    methods: ['*']\n"), nil)
 	if err != nil || !allows(p, "a", "Anything") {

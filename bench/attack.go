@@ -8,7 +8,7 @@ package main
 //     RSS grows by < 50 MiB. The same flood with a certificate is the baseline: those are
 //     decompressed up to --max-message-size and refused (RESOURCE_EXHAUSTED), which shows
 //     what the size cap alone costs.
-//   - LLMStream callers that never read: genservice must give up on them after the
+//   - LlmStream callers that never read: genservice must give up on them after the
 //     stream idle timeout and free their admission slots.
 //
 // Each measurement gets a fresh genservice process, so one cannot inherit the heap the
@@ -87,7 +87,7 @@ func (f *floodResult) peak() uint64 {
 
 func (f *floodResult) growth() uint64 { return f.peak() - min(f.before, f.peak()) }
 
-// stuckResult is the non-reading LLMStream callers.
+// stuckResult is the non-reading LlmStream callers.
 type stuckResult struct {
 	streams          int
 	idle             time.Duration
@@ -148,16 +148,16 @@ func runAttack(ctx context.Context, opt options, bin, dir string, certs *certFil
 	if err != nil {
 		return res, err
 	}
-	say.printf("attack      %d LLMStream callers not reading: a slot free %.2f s after the streams started, all ended after %.2f s (idle timeout %s); a call meanwhile got %s; streams ended %s; genservice RSS before %s, peak %s (+%s)",
+	say.printf("attack      %d LlmStream callers not reading: a slot free %.2f s after the streams started, all ended after %.2f s (idle timeout %s); a call meanwhile got %s; streams ended %s; genservice RSS before %s, peak %s (+%s)",
 		s.streams, s.release.Seconds(), s.allReleased.Seconds(), s.idle, s.whileStuck, outcomeList(s.ended), mib(s.before), mib(s.peak()), mib(s.growth()))
 	if s.release > s.idle+attackReleaseSlack {
-		errs = append(errs, fmt.Sprintf("LLMStream callers not reading: the first slot came free %.2f s after the streams started, want ≤ the idle timeout %s + %s", s.release.Seconds(), s.idle, attackReleaseSlack))
+		errs = append(errs, fmt.Sprintf("LlmStream callers not reading: the first slot came free %.2f s after the streams started, want ≤ the idle timeout %s + %s", s.release.Seconds(), s.idle, attackReleaseSlack))
 	}
 	if s.allReleased == 0 || s.allReleased > s.idle+attackReleaseSlack {
-		errs = append(errs, fmt.Sprintf("LLMStream callers not reading: genservice did not end all %d calls within the idle timeout %s + %s of their start (all ended after: %s)", s.streams, s.idle, attackReleaseSlack, fmtSeconds(s.allReleased)))
+		errs = append(errs, fmt.Sprintf("LlmStream callers not reading: genservice did not end all %d calls within the idle timeout %s + %s of their start (all ended after: %s)", s.streams, s.idle, attackReleaseSlack, fmtSeconds(s.allReleased)))
 	}
 	if n := s.ended[outcomeKey(codes.ResourceExhausted, "CALLER_NOT_READING")]; n != s.streams {
-		errs = append(errs, fmt.Sprintf("LLMStream callers not reading: %d of %d streams ended with RESOURCE_EXHAUSTED/CALLER_NOT_READING (%s)", n, s.streams, outcomeList(s.ended)))
+		errs = append(errs, fmt.Sprintf("LlmStream callers not reading: %d of %d streams ended with RESOURCE_EXHAUSTED/CALLER_NOT_READING (%s)", n, s.streams, outcomeList(s.ended)))
 	}
 	if len(errs) > 0 {
 		return res, fmt.Errorf("attack phase failed:\n  %s", strings.Join(errs, "\n  "))
@@ -233,7 +233,7 @@ func runFlood(ctx context.Context, opt options, bin, dir string, certs *certFile
 }
 
 // runStuck starts a fresh genservice whose in-flight cap is the number of stuck
-// callers, opens that many LLMStreams that never read, and polls with TextToImage
+// callers, opens that many LlmStreams that never read, and polls with TextToImage
 // from another connection until one gets through.
 func runStuck(ctx context.Context, opt options, bin, dir string, certs *certFiles, sim *livepeertest.Server, gatewayURL, key string) (*stuckResult, error) {
 	n := opt.attackStreams
@@ -280,19 +280,19 @@ func runStuck(ctx context.Context, opt options, bin, dir string, certs *certFile
 	sctx, cancel := context.WithTimeout(ctx, opt.attackIdle+30*time.Second)
 	defer cancel()
 	start := time.Now()
-	var streams []generationv1.GenerationService_LLMStreamClient
+	var streams []generationv1.GenerationService_LlmStreamClient
 	for _, c := range clients {
-		st, err := c.LLMStream(sctx, &generationv1.LLMStreamRequest{
-			Messages: []*generationv1.LLMMessage{{Role: "user", Content: "Tell me a long story"}}, Model: streamModel,
+		st, err := c.LlmStream(sctx, &generationv1.LlmRequest{
+			Messages: []*generationv1.LlmMessage{{Role: generationv1.LlmRole_LLM_ROLE_USER, Content: "Tell me a long story"}}, Model: streamModel,
 		})
 		if err != nil {
-			return s, fmt.Errorf("opening a non-reading LLMStream: %v", err)
+			return s, fmt.Errorf("opening a non-reading LlmStream: %v", err)
 		}
 		streams = append(streams, st) // and never Recv until the end
 	}
 	for sim.Hits(livepeertest.LLM) < n {
 		if time.Since(start) > 5*time.Second {
-			return s, fmt.Errorf("only %d of %d non-reading LLMStreams reached the simulator within 5 s", sim.Hits(livepeertest.LLM), n)
+			return s, fmt.Errorf("only %d of %d non-reading LlmStreams reached the simulator within 5 s", sim.Hits(livepeertest.LLM), n)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -308,7 +308,7 @@ func runStuck(ctx context.Context, opt options, bin, dir string, certs *certFile
 	err = tti()
 	s.whileStuck = outcome(err)
 	if s.whileStuck != outcomeKey(codes.Unavailable, "OVERLOADED") {
-		return s, fmt.Errorf("a TextToImage while %d non-reading LLMStreams held the %d slots got %s, want Unavailable/OVERLOADED (%v)", n, n, s.whileStuck, err)
+		return s, fmt.Errorf("a TextToImage while %d non-reading LlmStreams held the %d slots got %s, want Unavailable/OVERLOADED (%v)", n, n, s.whileStuck, err)
 	}
 	deadline := opt.attackIdle + 10*time.Second
 	for {
@@ -323,7 +323,7 @@ func runStuck(ctx context.Context, opt options, bin, dir string, certs *certFile
 		}
 		s.overloadedPolls++
 		if time.Since(start) > deadline {
-			return s, fmt.Errorf("no slot came free within %s of the non-reading LLMStreams' start (idle timeout %s)", deadline, opt.attackIdle)
+			return s, fmt.Errorf("no slot came free within %s of the non-reading LlmStreams' start (idle timeout %s)", deadline, opt.attackIdle)
 		}
 	}
 	// The other stuck calls end within moments of the first. A caller that read before
@@ -371,7 +371,7 @@ func fmtSeconds(d time.Duration) string {
 	return fmt.Sprintf("%.2f s", d.Seconds())
 }
 
-// notReading is how many LLMStream calls genservice has ended with CALLER_NOT_READING,
+// notReading is how many LlmStream calls genservice has ended with CALLER_NOT_READING,
 // from its /metrics (-1 if they cannot be read).
 func notReading(admin string) int {
 	client := &http.Client{Timeout: 2 * time.Second}
@@ -386,7 +386,7 @@ func notReading(admin string) int {
 	}
 	n := 0
 	for _, line := range strings.Split(string(body), "\n") {
-		if strings.HasPrefix(line, "genservice_call_errors_total{") && strings.Contains(line, `grpc_method="LLMStream"`) && strings.Contains(line, `reason="CALLER_NOT_READING"`) {
+		if strings.HasPrefix(line, "genservice_call_errors_total{") && strings.Contains(line, `grpc_method="LlmStream"`) && strings.Contains(line, `reason="CALLER_NOT_READING"`) {
 			if i := strings.LastIndexByte(line, ' '); i > 0 {
 				v, _ := strconv.ParseFloat(line[i+1:], 64)
 				n += int(v)

@@ -9,11 +9,11 @@
 // as child processes, so their CPU time (/proc/<pid>/stat) and memory (VmRSS, VmHWM)
 // are theirs alone. Each round measures, for each number of concurrent callers, the
 // three targets back to back with small TextToImage calls (the order rotates per
-// round), so all three see the same machine, then LLMStream through genservice and
+// round), so all three see the same machine, then LlmStream through genservice and
 // straight from the simulator; the report gives the median of the per-round figures.
 // After the rounds, 10 MiB ImageToImage uploads at 1 and 8 in flight measure
 // genservice's memory per upload. Last, the attack phase (attack.go): gzip floods with
-// and without a client certificate, and LLMStream callers that never read.
+// and without a client certificate, and LlmStream callers that never read.
 //
 //	go run ./bench                   3 rounds, 3 s per measurement (about 2 minutes)
 //	go run ./bench -short            a quick check for CI: every phase, 1 round, ~300 ms each
@@ -65,7 +65,7 @@ type options struct {
 	attackCalls   int           // calls per gzip flood
 	attackConc    int           // flood connections, one caller each
 	attackTime    time.Duration // bound on each flood
-	attackStreams int           // non-reading LLMStream callers (= genservice's --max-in-flight)
+	attackStreams int           // non-reading LlmStream callers (= genservice's --max-in-flight)
 	attackIdle    time.Duration // genservice's --stream-idle-timeout in that part
 }
 
@@ -125,17 +125,17 @@ func parseFlags(args []string) (options, error) {
 	fs.StringVar(&o.out, "out", "", "also write the markdown report to this file")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "after the run, profile genservice (serve's wiring) and the reference proxy in this process under 16 callers (at least 5s each) and write the CPU profile here; pprof label role=genservice|refproxy")
 	concs := fs.String("callers", "1,16,64", "comma-separated numbers of concurrent callers")
-	fs.IntVar(&o.streamCalls, "stream-calls", 20, "LLMStream calls per round through genservice, and as many direct")
+	fs.IntVar(&o.streamCalls, "stream-calls", 20, "LlmStream calls per round through genservice, and as many direct")
 	fs.IntVar(&o.uploadCalls, "upload-calls", 6, "10 MiB uploads per caller in each of the two batches")
 	fs.StringVar(&o.genserviceBin, "genservice-bin", "", "use this genservice binary instead of building ./cmd/genservice")
 	fs.StringVar(&o.memProfile, "memprofile", "", "after the run, send 10 MiB uploads (8 in flight) through genservice in this process and write the allocation profile here")
 	fs.BoolVar(&o.profileOnly, "profile-only", false, "only the in-process profile runs (-cpuprofile, -memprofile)")
 	fs.BoolVar(&o.quiet, "q", false, "no progress on stderr")
-	fs.StringVar(&o.only, "only", "", `run only this phase: "attack" (the gzip floods and the non-reading LLMStream callers)`)
+	fs.StringVar(&o.only, "only", "", `run only this phase: "attack" (the gzip floods and the non-reading LlmStream callers)`)
 	fs.IntVar(&o.attackCalls, "attack-calls", 200, "calls in each gzip flood of the attack phase (one without, one with a client certificate)")
 	fs.IntVar(&o.attackConc, "attack-conc", 20, "concurrent callers of each gzip flood, one connection each")
-	fs.IntVar(&o.attackStreams, "attack-streams", 10, "LLMStream callers that never read; genservice runs with --max-in-flight this many")
-	fs.DurationVar(&o.attackIdle, "attack-idle", 2*time.Second, "genservice's --stream-idle-timeout for the non-reading LLMStream callers (production default 60s)")
+	fs.IntVar(&o.attackStreams, "attack-streams", 10, "LlmStream callers that never read; genservice runs with --max-in-flight this many")
+	fs.DurationVar(&o.attackIdle, "attack-idle", 2*time.Second, "genservice's --stream-idle-timeout for the non-reading LlmStream callers (production default 60s)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -345,7 +345,7 @@ func benchmark(ctx context.Context, opt options, dir string) (*results, error) {
 		res.rounds = append(res.rounds, round)
 		sr := measureStreams(ctx, sim, tap, gateway, direct, genClients[0], key, opt.streamCalls)
 		res.streams = append(res.streams, sr)
-		say.printf("round %d/%d  LLMStream   first event: direct %.3f ms, genservice %.3f ms; event delivery p50: direct %.3f ms, genservice %.3f ms%s",
+		say.printf("round %d/%d  LlmStream   first event: direct %.3f ms, genservice %.3f ms; event delivery p50: direct %.3f ms, genservice %.3f ms%s",
 			r+1, opt.rounds, ms(sr.ttfeD50), ms(sr.ttfeG50), ms(sr.deliverD50), ms(sr.deliverG50), errNote(sr.errs, sr.firstErr))
 		if ctx.Err() != nil {
 			return res, ctx.Err()

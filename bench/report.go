@@ -92,7 +92,7 @@ func (r *results) failures() []string {
 	}
 	for ri, s := range r.streams {
 		if s.errs > 0 {
-			out = append(out, fmt.Sprintf("round %d, LLMStream: %d failed, first: %v", ri+1, s.errs, s.firstErr))
+			out = append(out, fmt.Sprintf("round %d, LlmStream: %d failed, first: %v", ri+1, s.errs, s.firstErr))
 		}
 	}
 	for _, u := range r.uploads {
@@ -296,7 +296,7 @@ func (r *results) markdown() string {
 
 	if len(r.streams) > 0 {
 		s := r.streamMedians()
-		w("### LLMStream (%d events %s apart, plus the final one; %d calls per round each way, alternating)\n\n", streamEvents, streamInterval, o.streamCalls)
+		w("### LlmStream (%d events %s apart, plus the final one; %d calls per round each way, alternating)\n\n", streamEvents, streamInterval, o.streamCalls)
 		w("| | direct p50 | direct p99 | genservice p50 | genservice p99 | added p50 | added p99 |\n|---|---:|---:|---:|---:|---:|---:|\n")
 		w("| call start → first event | %s | %s | %s | %s | %s | %s |\n", fms(s.ttfeD50), fms(s.ttfeD99), fms(s.ttfeG50), fms(s.ttfeG99), fadd(s.ttfeG50-s.ttfeD50), fadd(s.ttfeG99-s.ttfeD99))
 		w("| simulator flush → caller, every event | %s | %s | %s | %s | %s | %s |\n", fms(s.deliverD50), fms(s.deliverD99), fms(s.deliverG50), fms(s.deliverG99), fadd(s.deliverG50-s.deliverD50), fadd(s.deliverG99-s.deliverD99))
@@ -369,8 +369,8 @@ func (r *results) attackMarkdown(w func(format string, a ...any)) {
 	}
 	w("\n")
 	if s := a.stuck; s != nil {
-		w("Non-reading LLMStream callers: genservice with `--max-in-flight %d --stream-idle-timeout %s` (production default 60s; shortened to keep the run short). ", s.streams, s.idle)
-		w("The simulator answers each with %d events of about 5 KB; %d callers with a certificate and fixed 64 KiB windows (stream and connection), one connection each, open an LLMStream and never read. ", attackStreamEvents, s.streams)
+		w("Non-reading LlmStream callers: genservice with `--max-in-flight %d --stream-idle-timeout %s` (production default 60s; shortened to keep the run short). ", s.streams, s.idle)
+		w("The simulator answers each with %d events of about 5 KB; %d callers with a certificate and fixed 64 KiB windows (stream and connection), one connection each, open an LlmStream and never read. ", attackStreamEvents, s.streams)
 		w("From another connection a TextToImage is made once they hold every slot, then every 50 ms until one succeeds; the release time runs from the first stream's start to that success.\n\n")
 		w("\"All ended\" is when genservice's `genservice_call_errors_total` counted every stuck call as CALLER_NOT_READING (polled every 20 ms); only then do the callers read, to see the status they got.\n\n")
 		w("| stuck callers | idle timeout | a call meanwhile | first slot free after | all ended after | calls turned away meanwhile | how the streams ended | RSS before | peak | growth |\n|---:|---:|---|---:|---:|---:|---|---:|---:|---:|\n")

@@ -1,6 +1,6 @@
 package main
 
-// LLMStream: time to first event and the gaps between events, through genservice and
+// LlmStream: time to first event and the gaps between events, through genservice and
 // straight from the simulator, one call at a time, alternating.
 
 import (
@@ -97,8 +97,8 @@ func directStream(ctx context.Context, client *http.Client, gatewayURL, key stri
 
 func grpcStream(ctx context.Context, c generationv1.GenerationServiceClient) (streamCall, error) {
 	sc := streamCall{start: time.Now()}
-	s, err := c.LLMStream(ctx, &generationv1.LLMStreamRequest{
-		Messages: []*generationv1.LLMMessage{{Role: "user", Content: "Say hi"}}, Model: streamModel,
+	s, err := c.LlmStream(ctx, &generationv1.LlmRequest{
+		Messages: []*generationv1.LlmMessage{{Role: generationv1.LlmRole_LLM_ROLE_USER, Content: "Say hi"}}, Model: streamModel,
 	})
 	if err != nil {
 		return sc, err

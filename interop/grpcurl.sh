@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Interop check with grpcurl (the version pinned in tools/go.mod): starts `genservice demo`
-# and checks reflection, describe, a TextToImage call, health, the rejected-backend-key
-# error and the missing-client-certificate error as a grpcurl user sees them.
+# and checks reflection, describe, TextToImage, Llm and SegmentAnything2 calls, health,
+# the rejected-backend-key error and the missing-client-certificate error as a grpcurl
+# user sees them.
 #
 #   bash interop/grpcurl.sh [path/to/genservice]   (default: build ./cmd/genservice)
 set -euo pipefail
@@ -64,11 +65,19 @@ check "list (reflection) includes $SERVICE" ok_and_has "$SERVICE"
 
 # (b) describe shows the service and its RPCs.
 gc describe "${MTLS[@]}" "$DEMO_ADDR" describe "$SERVICE"
-check "describe $SERVICE" ok_and_has "service GenerationService" "rpc TextToImage" "rpc LLMStream"
+check "describe $SERVICE" ok_and_has "service GenerationService" "rpc TextToImage" "rpc LlmStream"
 
 # (c) a real call through the gateway simulator.
 gc text-to-image "${MTLS[@]}" -d '{"prompt":"a red fox","seed":3}' "$DEMO_ADDR" "$SERVICE/TextToImage"
 check "TextToImage returns images with a url" ok_and_has '"images"' '"url"'
+
+# (c2) enums by name in protojson: the role goes in and comes back as LLM_ROLE_*.
+gc llm "${MTLS[@]}" -d '{"messages":[{"role":"LLM_ROLE_USER","content":"Say hi"}]}' "$DEMO_ADDR" "$SERVICE/Llm"
+check "Llm takes and returns roles as enum names" ok_and_has '"role": "LLM_ROLE_ASSISTANT"' '"content": "'
+
+# (c3) typed SAM2 prompts and masks (the image is a 1×1 PNG, base64 as protojson has bytes).
+gc sam2 "${MTLS[@]}" -d '{"image":{"content":"iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="},"point_coords":[{"x":0.5,"y":0.5}],"point_labels":[1],"box":{"x1":0,"y1":0,"x2":1,"y2":1}}' "$DEMO_ADDR" "$SERVICE/SegmentAnything2"
+check "SegmentAnything2 takes typed prompts and returns masks with their sizes" ok_and_has '"masks"' '"height":' '"width":' '"scores"'
 
 # (d) health.
 gc health "${MTLS[@]}" "$DEMO_ADDR" grpc.health.v1.Health/Check

@@ -232,6 +232,11 @@ func jsonBody(v any) (*body, error) {
 		// NaN and ±Inf: JSON has no such numbers. The caller's value, not our bug.
 		return nil, &InvalidParamError{Reason: "a number is " + unsupported.Str + ", which JSON cannot carry: numbers must be finite"}
 	}
+	var invalid *InvalidParamError
+	if errors.As(err, &invalid) {
+		// A field's own encoding refused its value (Loras.MarshalJSON).
+		return nil, invalid
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -106,14 +106,17 @@ func TestClientAllPipelines(t *testing.T) {
 			return err
 		},
 		PipelineAudioToText: func() error {
-			r, err := c.AudioToText(ctx, &AudioToTextParams{ModelID: DefaultModels[PipelineAudioToText], Audio: wav, ReturnTimestamps: str("true")})
+			r, err := c.AudioToText(ctx, &AudioToTextParams{ModelID: DefaultModels[PipelineAudioToText], Audio: wav, ReturnTimestamps: TimestampsSentence})
 			if err == nil && (r.Text == nil || len(r.Chunks) == 0) {
 				t.Errorf("audio-to-text: %+v", r)
 			}
 			return err
 		},
 		PipelineSegmentAnything2: func() error {
-			_, err := c.SegmentAnything2(ctx, &SegmentAnything2Params{ModelID: DefaultModels[PipelineSegmentAnything2], Image: png, PointCoords: str("[[1,2]]"), PointLabels: str("[1]")})
+			r, err := c.SegmentAnything2(ctx, &SegmentAnything2Params{ModelID: DefaultModels[PipelineSegmentAnything2], Image: png, PointCoords: []Point{{1, 2}}, PointLabels: []int32{1}})
+			if err == nil && (len(r.Masks) == 0 || len(r.Scores) != len(r.Masks) || r.Masks[0].Height*r.Masks[0].Width != len(r.Masks[0].Values)) {
+				t.Errorf("segment-anything-2: %+v", r)
+			}
 			return err
 		},
 		PipelineLLM: func() error {

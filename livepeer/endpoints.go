@@ -82,8 +82,9 @@ func (c *Client) AudioToText(ctx context.Context, p *AudioToTextParams) (*TextRe
 	return &out, nil
 }
 
-// SegmentAnything2 calls POST /segment-anything-2.
-func (c *Client) SegmentAnything2(ctx context.Context, p *SegmentAnything2Params) (*MasksResponse, error) {
+// SegmentAnything2 calls POST /segment-anything-2 and parses the arrays the gateway
+// sends as text; text that is not the arrays it should be is a BadResponseError.
+func (c *Client) SegmentAnything2(ctx context.Context, p *SegmentAnything2Params) (*Segmentation, error) {
 	b, err := c.formBody(p.form())
 	if err != nil {
 		return nil, err
@@ -92,7 +93,11 @@ func (c *Client) SegmentAnything2(ctx context.Context, p *SegmentAnything2Params
 	if err := c.post(ctx, PipelineSegmentAnything2, b, &out); err != nil {
 		return nil, err
 	}
-	return &out, nil
+	seg, err := out.parse()
+	if err != nil {
+		return nil, &BadResponseError{Pipeline: PipelineSegmentAnything2, Reason: err.Error()}
+	}
+	return seg, nil
 }
 
 // LLM calls POST /llm with stream=false.

@@ -268,11 +268,11 @@ func TestParamsForms(t *testing.T) {
 		{
 			name: "image-to-image all set",
 			form: (&ImageToImageParams{
-				ModelID: "m", Prompt: "p", Image: img, Loras: str(`{"a":1}`), Strength: f64(0.5),
+				ModelID: "m", Prompt: "p", Image: img, Loras: Loras{"b": 0.25, "a": 1}, Strength: f64(0.5),
 				GuidanceScale: f64(7.5), ImageGuidanceScale: f64(1.5), NegativePrompt: str("n"),
 				SafetyCheck: yes(true), Seed: i64(-42), NumInferenceSteps: i32(30), NumImagesPerPrompt: i32(2),
 			}).form(),
-			fields: []string{"model_id=m", "prompt=p", `loras={"a":1}`, "strength=0.5", "guidance_scale=7.5",
+			fields: []string{"model_id=m", "prompt=p", `loras={"a":1,"b":0.25}`, "strength=0.5", "guidance_scale=7.5",
 				"image_guidance_scale=1.5", "negative_prompt=n", "safety_check=true", "seed=-42",
 				"num_inference_steps=30", "num_images_per_prompt=2"},
 			files: []string{"image"},
@@ -299,15 +299,15 @@ func TestParamsForms(t *testing.T) {
 		},
 		{
 			name:   "audio-to-text",
-			form:   (&AudioToTextParams{ModelID: "m", Audio: File{ContentType: "audio/mpeg", Content: []byte("ID3")}, ReturnTimestamps: str("word")}).form(),
+			form:   (&AudioToTextParams{ModelID: "m", Audio: File{ContentType: "audio/mpeg", Content: []byte("ID3")}, ReturnTimestamps: TimestampsWord}).form(),
 			fields: []string{"model_id=m", "return_timestamps=word"},
 			files:  []string{"audio"},
 		},
 		{
 			name: "segment-anything-2",
-			form: (&SegmentAnything2Params{ModelID: "m", Image: img, PointCoords: str("[[1,2]]"), PointLabels: str("[1]"),
-				Box: str("[0,0,1,1]"), MaskInput: str("[]"), MultimaskOutput: yes(true), ReturnLogits: yes(false), NormalizeCoords: yes(true)}).form(),
-			fields: []string{"model_id=m", "point_coords=[[1,2]]", "point_labels=[1]", "box=[0,0,1,1]", "mask_input=[]",
+			form: (&SegmentAnything2Params{ModelID: "m", Image: img, PointCoords: []Point{{1, 2}, {0.5, 1e-7}}, PointLabels: []int32{1, 0},
+				Box: &Box{0, 0, 1, 1}, MaskInput: &Mask{Height: 2, Width: 2, Values: []float32{0.1, -2, 3e21, 0}}, MultimaskOutput: yes(true), ReturnLogits: yes(false), NormalizeCoords: yes(true)}).form(),
+			fields: []string{"model_id=m", "point_coords=[[1,2],[0.5,1e-7]]", "point_labels=[1,0]", "box=[0,0,1,1]", "mask_input=[[[0.1,-2],[3e+21,0]]]",
 				"multimask_output=true", "return_logits=false", "normalize_coords=true"},
 			files: []string{"image"},
 		},

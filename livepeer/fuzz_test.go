@@ -3,7 +3,10 @@ package livepeer
 import (
 	"errors"
 	"fmt"
+	"math"
 	"runtime/debug"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -245,6 +248,95 @@ func FuzzRedactText(f *testing.F) {
 		}
 		if keyFragment(text, raw) == "" && got != text {
 			t.Fatalf("RedactText(%q) with key %q changed text holding no fragment: %q", text, raw, got)
+		}
+	})
+}
+
+// numberListSeeds are the runner's segment-anything-2 arrays as Python writes them
+// (UPSTREAM.md §3.6), with its float spellings, and malformed variants.
+var numberListSeeds = []string{
+	"[[[2.84, -1.5], [0.0, 1e-05]]]",
+	"[0.50, 0.37, 0.125]",
+	"[[[nan, inf], [-inf, 1.0]], [[True, False], [0, 1]]]",
+	"[]", "[[]]", "[[[]]]", " [ [ [ 1 ] ] ] ",
+	"[[[1, 2], [3]]]", "[[1, 2]]", "[[[1,]]]", "[[[1 2]]]", "[[[0x1p-2]]]",
+	"[[[1]]] x", "[[[1e400, -1e400, 1e-400]]]", "[", "", "[[[" + strings.Repeat("9", 100) + "]]]",
+}
+
+func FuzzParseNumberList(f *testing.F) {
+	for _, s := range numberListSeeds {
+		f.Add(s, uint8(3))
+		f.Add(s, uint8(1))
+	}
+	f.Fuzz(func(t *testing.T, s string, d uint8) {
+		defer func() {
+			if r := recover(); r != nil {
+				t.Fatalf("parseNumberList(%q) panicked: %v\n%s", s, r, debug.Stack())
+			}
+		}()
+		depth := int(d%3) + 1
+		l, err := parseNumberList[float64](s, depth)
+		if err != nil {
+			if l != nil {
+				t.Fatalf("parseNumberList(%q, %d) returned a list with error %v", s, depth, err)
+			}
+			return
+		}
+		if len(l.Shape) != depth {
+			t.Fatalf("parseNumberList(%q, %d): shape %v", s, depth, l.Shape)
+		}
+		n := 1
+		for _, k := range l.Shape {
+			n *= k
+		}
+		if n != len(l.Values) {
+			t.Fatalf("parseNumberList(%q, %d): shape %v but %d values", s, depth, l.Shape, len(l.Values))
+		}
+		if len(l.Values) > len(s) {
+			t.Fatalf("parseNumberList(%q, %d): %d values from %d bytes", s, depth, len(l.Values), len(s))
+		}
+		// What parsed reads back the same from its JSON spelling (NaN aside).
+		var b []byte
+		var write func(level, off int) int
+		write = func(level, off int) int {
+			b = append(b, '[')
+			for i := range l.Shape[level] {
+				if i > 0 {
+					b = append(b, ',')
+				}
+				if level == depth-1 {
+					v := l.Values[off]
+					off++
+					switch {
+					case v != v:
+						b = append(b, "nan"...)
+					case math.IsInf(v, 0):
+						b = append(b, strconv.FormatFloat(v, 'g', -1, 64)...)
+					default:
+						b = appendNumber(b, v, 64)
+					}
+				} else {
+					off = write(level+1, off)
+				}
+			}
+			b = append(b, ']')
+			return off
+		}
+		if l.Shape[0] > 0 && slices.Contains(l.Shape, 0) {
+			return // "[[]]" and the like have no spelling that keeps the inner zeros
+		}
+		write(0, 0)
+		again, err := parseNumberList[float64](string(b), depth)
+		if err != nil {
+			t.Fatalf("parseNumberList(%q) = %v, but its respelling %q fails: %v", s, l, b, err)
+		}
+		if !slices.Equal(again.Shape, l.Shape) || len(again.Values) != len(l.Values) {
+			t.Fatalf("respelling %q of %q: shape %v, want %v", b, s, again.Shape, l.Shape)
+		}
+		for i, v := range again.Values {
+			if v != l.Values[i] && !(v != v && l.Values[i] != l.Values[i]) {
+				t.Fatalf("respelling %q of %q: value %d is %v, want %v", b, s, i, v, l.Values[i])
+			}
 		}
 	})
 }

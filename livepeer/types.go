@@ -5,7 +5,6 @@ import (
 
 	"errors"
 	"fmt"
-	"strings"
 )
 
 // Pipeline names, as they appear in gateway paths (from the pipeline table).
@@ -46,7 +45,7 @@ type File struct {
 type TextToImageParams struct {
 	ModelID            string   `json:"model_id"`
 	Prompt             string   `json:"prompt"`
-	Loras              *string  `json:"loras,omitempty"`
+	Loras              Loras    `json:"loras,omitempty"`
 	Height             *int32   `json:"height,omitempty"`
 	Width              *int32   `json:"width,omitempty"`
 	GuidanceScale      *float64 `json:"guidance_scale,omitempty"`
@@ -62,7 +61,7 @@ type ImageToImageParams struct {
 	ModelID            string
 	Prompt             string
 	Image              File
-	Loras              *string
+	Loras              Loras
 	Strength           *float64
 	GuidanceScale      *float64
 	ImageGuidanceScale *float64
@@ -77,7 +76,7 @@ func (p *ImageToImageParams) form() *form {
 	f := &form{}
 	f.str("model_id", p.ModelID)
 	f.str("prompt", p.Prompt)
-	f.optStr("loras", p.Loras)
+	f.loras("loras", p.Loras)
 	f.optFloat("strength", p.Strength)
 	f.optFloat("guidance_scale", p.GuidanceScale)
 	f.optFloat("image_guidance_scale", p.ImageGuidanceScale)
@@ -144,13 +143,17 @@ func (p *UpscaleParams) form() *form {
 type AudioToTextParams struct {
 	ModelID          string
 	Audio            File
-	ReturnTimestamps *string
+	ReturnTimestamps Timestamps
 }
 
 func (p *AudioToTextParams) form() *form {
 	f := &form{}
 	f.str("model_id", p.ModelID)
-	f.optStr("return_timestamps", gatewayTimestamps(p.ReturnTimestamps))
+	if v, ok := gatewayTimestamps(p.ReturnTimestamps); ok {
+		f.str("return_timestamps", v)
+	} else if p.ReturnTimestamps != TimestampsDefault {
+		f.fail("return_timestamps", "is not a known timestamps setting")
+	}
 	f.file("audio", p.Audio)
 	return f
 }
@@ -159,10 +162,10 @@ func (p *AudioToTextParams) form() *form {
 type SegmentAnything2Params struct {
 	ModelID         string
 	Image           File
-	PointCoords     *string
-	PointLabels     *string
-	Box             *string
-	MaskInput       *string
+	PointCoords     []Point
+	PointLabels     []int32
+	Box             *Box
+	MaskInput       *Mask
 	MultimaskOutput *bool
 	ReturnLogits    *bool
 	NormalizeCoords *bool
@@ -171,10 +174,10 @@ type SegmentAnything2Params struct {
 func (p *SegmentAnything2Params) form() *form {
 	f := &form{}
 	f.str("model_id", p.ModelID)
-	f.optStr("point_coords", p.PointCoords)
-	f.optStr("point_labels", p.PointLabels)
-	f.optStr("box", p.Box)
-	f.optStr("mask_input", p.MaskInput)
+	f.points("point_coords", p.PointCoords)
+	f.labels("point_labels", p.PointLabels)
+	f.box("box", p.Box)
+	f.maskInput("mask_input", p.MaskInput)
 	f.optBool("multimask_output", p.MultimaskOutput)
 	f.optBool("return_logits", p.ReturnLogits)
 	f.optBool("normalize_coords", p.NormalizeCoords)
@@ -343,26 +346,32 @@ func (r *LLMResponse) check() error {
 	return nil
 }
 
+// Timestamps is AudioToText's return_timestamps setting.
+type Timestamps int
+
+// The return_timestamps settings. TimestampsDefault sends nothing, so the gateway's
+// default (sentence timestamps) applies.
+const (
+	TimestampsDefault Timestamps = iota
+	TimestampsSentence
+	TimestampsWord
+	TimestampsNone
+)
+
 // gatewayTimestamps spells return_timestamps so that every gateway reads it the same:
 // the runner lowercases the value (true, 1 and sentence mean sentence timestamps; false
 // and 0 none; word words), while Livepeer Studio turns "true", "false", "1" and "0" into
 // a boolean or a number and refuses them (UPSTREAM §12.1). "sentence", "word" and
-// "False" pass Studio as strings and mean the same to the runner. The caller's value is
-// read case-insensitively; an unknown value is passed through for the gateway to judge.
-func gatewayTimestamps(v *string) *string {
-	if v == nil {
-		return nil
+// "False" pass Studio as strings and mean the same to the runner; "false" would not.
+// ok is false for TimestampsDefault (send nothing) and for an unknown setting.
+func gatewayTimestamps(t Timestamps) (v string, ok bool) {
+	switch t {
+	case TimestampsSentence:
+		return "sentence", true
+	case TimestampsWord:
+		return "word", true
+	case TimestampsNone:
+		return "False", true
 	}
-	var out string
-	switch strings.ToLower(*v) {
-	case "true", "1", "sentence":
-		out = "sentence"
-	case "false", "0":
-		out = "False"
-	case "word":
-		out = "word"
-	default:
-		out = *v
-	}
-	return &out
+	return "", false
 }

@@ -132,12 +132,12 @@ func TestAttack_UndecodableMessages(t *testing.T) {
 	}
 	cases := map[string][]byte{"invalid UTF-8": invalidUTF8, "truncated": truncated, "nested too deeply": nested}
 	for name, body := range cases {
-		for _, method := range []string{"TextToImage", "LLMStream"} {
+		for _, method := range []string{"TextToImage", "LlmStream"} {
 			id := rid(t, strings.ReplaceAll(name, " ", "-")+"-"+method)
 			full := "/livepeer.generation.v1.GenerationService/" + method
 			ctx := withRequestID(ctxTimeout(t, 5*time.Second), id)
 			var err error
-			if method == "LLMStream" {
+			if method == "LlmStream" {
 				var s grpc.ClientStream
 				s, err = h.conn.NewStream(ctx, &grpc.StreamDesc{ServerStreams: true}, full, grpc.ForceCodecV2(rawCodec{}))
 				if err == nil {
@@ -175,7 +175,7 @@ func bigEvents(n int) []string {
 	return ev
 }
 
-// An LLMStream caller that never reads holds its admission slots only until the send
+// An LlmStream caller that never reads holds its admission slots only until the send
 // timeout (the stream idle timeout): then the call ends, the slots are free, and the
 // time spent waiting on the caller is not counted as genservice's overhead.
 func TestAttack_NonReadingStreamReleasesItsSlots(t *testing.T) {
@@ -198,8 +198,8 @@ func TestAttack_NonReadingStreamReleasesItsSlots(t *testing.T) {
 	id := rid(t, "stuck")
 	ctx, cancel := context.WithCancel(withRequestID(context.Background(), id))
 	defer cancel()
-	if _, err := generationv1.NewGenerationServiceClient(conn).LLMStream(ctx, &generationv1.LLMStreamRequest{
-		Messages: []*generationv1.LLMMessage{{Role: "user", Content: "hi"}},
+	if _, err := generationv1.NewGenerationServiceClient(conn).LlmStream(ctx, &generationv1.LlmRequest{
+		Messages: []*generationv1.LlmMessage{{Role: generationv1.LlmRole_LLM_ROLE_USER, Content: "hi"}},
 	}); err != nil {
 		t.Fatal(err)
 	}

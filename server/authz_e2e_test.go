@@ -36,7 +36,7 @@ const (
 
 const rotPolicy = `rules:
   - principals: ["spiffe://genservice.test/ns/web/sa/frontend"]
-    methods: [TextToImage, LLMStream]
+    methods: [TextToImage, LlmStream]
   - principals: ["spiffe://genservice.test/ns/web/sa/limited"]
     methods: [TextToImage]
     rate: 1
@@ -104,8 +104,8 @@ func TestAuthzE2EAllowedAndDenied(t *testing.T) {
 		call              func(context.Context, *grpc.ClientConn) error
 	}{
 		{rotIntruder, "TextToImage", func(ctx context.Context, c *grpc.ClientConn) error { return rotT2I(ctx, c) }},
-		{rotFrontend, "LLM", func(ctx context.Context, c *grpc.ClientConn) error {
-			_, err := generationv1.NewGenerationServiceClient(c).LLM(ctx, &generationv1.LLMRequest{Messages: []*generationv1.LLMMessage{{Role: "user", Content: "hi"}}})
+		{rotFrontend, "Llm", func(ctx context.Context, c *grpc.ClientConn) error {
+			_, err := generationv1.NewGenerationServiceClient(c).Llm(ctx, &generationv1.LlmRequest{Messages: []*generationv1.LlmMessage{{Role: generationv1.LlmRole_LLM_ROLE_USER, Content: "hi"}}})
 			return err
 		}},
 		{rotFrontend, "Upscale", func(ctx context.Context, c *grpc.ClientConn) error {
@@ -366,7 +366,7 @@ func TestAuthzE2EReload(t *testing.T) {
 	rotStatus(t, rotT2I(ctx, intruder), codes.PermissionDenied, "CALLER_NOT_AUTHORIZED")
 
 	// 4. A broken ConfigMap update through the watch keeps the policy.
-	env.policy.Update(t, map[string][]byte{"policy.yaml": []byte("rules:\n  - principals: [\"a/*/b\"]\n    methods: [LLM]\n")})
+	env.policy.Update(t, map[string][]byte{"policy.yaml": []byte("rules:\n  - principals: [\"a/*/b\"]\n    methods: [Llm]\n")})
 	select {
 	case err := <-env.reloads:
 		if err == nil || !strings.Contains(err.Error(), "line 2") {

@@ -35,7 +35,7 @@ type call struct {
 	// not genservice's own overhead.
 	sendWait atomic.Int64
 	upstream livepeer.Trace
-	// tokens is the LLM usage the gateway reported (LLM and LLMStream).
+	// tokens is the LLM usage the gateway reported (Llm and LlmStream).
 	tokens tokenUsage
 }
 

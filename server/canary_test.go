@@ -91,7 +91,7 @@ func TestCanary_Success(t *testing.T) {
 		}
 		requireNoCanary(t, r.name+" response metadata", seen)
 	}
-	stream, err := h.client.LLMStream(ctx, &generationv1.LLMStreamRequest{Messages: []*generationv1.LLMMessage{{Role: "user", Content: "hi"}}})
+	stream, err := h.client.LlmStream(ctx, &generationv1.LlmRequest{Messages: []*generationv1.LlmMessage{{Role: generationv1.LlmRole_LLM_ROLE_USER, Content: "hi"}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,13 +102,13 @@ func TestCanary_Success(t *testing.T) {
 			break
 		}
 		if err != nil {
-			requireNoCanary(t, "LLMStream status", statusBytes(err))
-			t.Fatalf("LLMStream: %v", err)
+			requireNoCanary(t, "LlmStream status", statusBytes(err))
+			t.Fatalf("LlmStream: %v", err)
 		}
 		events++
 	}
 	if events == 0 {
-		t.Error("LLMStream sent no events")
+		t.Error("LlmStream sent no events")
 	}
 	if len(h.sim.Requests()) != len(unaryRPCs)+1 {
 		t.Errorf("simulator got %d requests", len(h.sim.Requests()))
@@ -189,7 +189,7 @@ func TestCanary_DeadlineAndCancel(t *testing.T) {
 	t.Parallel()
 	h := newCanaryHarness(t)
 	h.sim.Script(livepeer.PipelineLLM, livepeertest.Step{Delay: 5 * time.Second})
-	_, err := h.client.LLM(ctxTimeout(t, 300*time.Millisecond), &generationv1.LLMRequest{Messages: []*generationv1.LLMMessage{{Role: "user", Content: "x"}}})
+	_, err := h.client.Llm(ctxTimeout(t, 300*time.Millisecond), &generationv1.LlmRequest{Messages: []*generationv1.LlmMessage{{Role: generationv1.LlmRole_LLM_ROLE_USER, Content: "x"}}})
 	requireStatus(t, err, codes.DeadlineExceeded, "")
 	requireNoCanary(t, "the status", statusBytes(err))
 	h.sim.WaitDisconnects(1, 2*time.Second)

@@ -6,8 +6,10 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"io"
+	"math"
 	"net/http"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -70,6 +72,47 @@ func checkMedia(t *testing.T, h *harness, got []*generationv1.Media, n int, seed
 	}
 }
 
+// checkMasks asserts masks of h×w with the given values, in order.
+func checkMasks(t *testing.T, what string, got []*generationv1.Mask, h, w int32, want [][]float32) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Fatalf("%s: got %d, want %d: %v", what, len(got), len(want), got)
+	}
+	for i, m := range got {
+		if m.GetHeight() != h || m.GetWidth() != w || !slices.Equal(m.GetValues(), want[i]) {
+			t.Errorf("%s[%d] = %v, want %d×%d %v", what, i, m, h, w, want[i])
+		}
+	}
+}
+
+// samMaskInput is a 256×256 mask_input with a few distinct values; samMaskInputJSON is
+// the 1×256×256 JSON the gateway must receive for it, written out independently.
+func samMaskInput() *generationv1.Mask {
+	m := &generationv1.Mask{Height: 256, Width: 256, Values: make([]float32, 256*256)}
+	m.Values[0], m.Values[1], m.Values[256], m.Values[256*256-1] = 0.5, -2.25, 3, 1e-7
+	return m
+}
+
+func samMaskInputJSON() string {
+	rows := make([]string, 256)
+	for r := range rows {
+		cells := make([]string, 256)
+		for c := range cells {
+			cells[c] = "0"
+		}
+		switch r {
+		case 0:
+			cells[0], cells[1] = "0.5", "-2.25"
+		case 1:
+			cells[0] = "3"
+		case 255:
+			cells[255] = "1e-7"
+		}
+		rows[r] = "[" + strings.Join(cells, ",") + "]"
+	}
+	return "[[" + strings.Join(rows, ",") + "]]"
+}
+
 var happyCases = []happyCase{
 	{
 		name: "TextToImage/minimal", pipeline: livepeer.PipelineTextToImage,
@@ -86,13 +129,14 @@ var happyCases = []happyCase{
 		call: func(ctx context.Context, c generationv1.GenerationServiceClient) (proto.Message, error) {
 			return c.TextToImage(ctx, &generationv1.TextToImageRequest{
 				ModelId: "ByteDance/SDXL-Lightning", Prompt: "a lighthouse at dusk",
-				Loras: ptr(`{"latent-consistency/lcm-lora-sdxl": 1.0}`), Height: ptr[int32](512), Width: ptr[int32](768),
+				Loras: map[string]float64{"nerijs/pixel-art-xl": 0.75, "latent-consistency/lcm-lora-sdxl": 1.0}, Height: ptr[int32](512), Width: ptr[int32](768),
 				GuidanceScale: ptr(7.5), NegativePrompt: ptr("blurry"), SafetyCheck: ptr(false), Seed: ptr[int64](0),
 				NumInferenceSteps: ptr[int32](4), NumImagesPerPrompt: ptr[int32](2),
 			})
 		},
-		// Zero values that the caller set (safety_check false, seed 0) are sent.
-		wantJSON: `{"model_id":"ByteDance/SDXL-Lightning","prompt":"a lighthouse at dusk","loras":"{\"latent-consistency/lcm-lora-sdxl\": 1.0}",
+		// Zero values that the caller set (safety_check false, seed 0) are sent. The LoRA
+		// map arrives as the JSON object in a string that the gateway takes, keys sorted.
+		wantJSON: `{"model_id":"ByteDance/SDXL-Lightning","prompt":"a lighthouse at dusk","loras":"{\"latent-consistency/lcm-lora-sdxl\":1,\"nerijs/pixel-art-xl\":0.75}",
 			"height":512,"width":768,"guidance_scale":7.5,"negative_prompt":"blurry","safety_check":false,"seed":0,
 			"num_inference_steps":4,"num_images_per_prompt":2}`,
 		check: func(t *testing.T, h *harness, resp proto.Message) {
@@ -116,13 +160,13 @@ var happyCases = []happyCase{
 			return c.ImageToImage(ctx, &generationv1.ImageToImageRequest{
 				ModelId: "stabilityai/sdxl-turbo", Prompt: "make it blue",
 				Image: &generationv1.InputFile{Content: pngBytes, Filename: "cat photo.png", ContentType: "image/png"},
-				Loras: ptr(`{"nerijs/pixel-art-xl": 0.8}`), Strength: ptr(0.8), GuidanceScale: ptr(7.5), ImageGuidanceScale: ptr(1.5),
+				Loras: map[string]float64{"nerijs/pixel-art-xl": 0.8}, Strength: ptr(0.8), GuidanceScale: ptr(7.5), ImageGuidanceScale: ptr(1.5),
 				NegativePrompt: ptr("dark"), SafetyCheck: ptr(true), Seed: ptr[int64](7), NumInferenceSteps: ptr[int32](25),
 				NumImagesPerPrompt: ptr[int32](3),
 			})
 		},
 		wantForm: map[string]string{
-			"model_id": "stabilityai/sdxl-turbo", "prompt": "make it blue", "loras": `{"nerijs/pixel-art-xl": 0.8}`,
+			"model_id": "stabilityai/sdxl-turbo", "prompt": "make it blue", "loras": `{"nerijs/pixel-art-xl":0.8}`,
 			"strength": "0.8", "guidance_scale": "7.5", "image_guidance_scale": "1.5", "negative_prompt": "dark",
 			"safety_check": "true", "seed": "7", "num_inference_steps": "25", "num_images_per_prompt": "3",
 		},
@@ -222,7 +266,7 @@ var happyCases = []happyCase{
 		name: "AudioToText/all-fields", pipeline: livepeer.PipelineAudioToText,
 		call: func(ctx context.Context, c generationv1.GenerationServiceClient) (proto.Message, error) {
 			return c.AudioToText(ctx, &generationv1.AudioToTextRequest{
-				ModelId: "openai/whisper-large-v3", ReturnTimestamps: ptr("word"),
+				ModelId: "openai/whisper-large-v3", ReturnTimestamps: generationv1.ReturnTimestamps_RETURN_TIMESTAMPS_WORD,
 				Audio: &generationv1.InputFile{Content: wavBytes, Filename: "speech.wav", ContentType: "audio/wav"},
 			})
 		},
@@ -246,18 +290,53 @@ var happyCases = []happyCase{
 		},
 	},
 	{
+		// Spelled "False", not "false": Livepeer Studio would coerce "false" to a boolean
+		// and refuse it (UPSTREAM §12.1); the runner lowercases it.
+		name: "AudioToText/no-timestamps", pipeline: livepeer.PipelineAudioToText,
+		call: func(ctx context.Context, c generationv1.GenerationServiceClient) (proto.Message, error) {
+			return c.AudioToText(ctx, &generationv1.AudioToTextRequest{
+				Audio: &generationv1.InputFile{Content: wavBytes}, ReturnTimestamps: generationv1.ReturnTimestamps_RETURN_TIMESTAMPS_NONE,
+			})
+		},
+		wantForm:  map[string]string{"model_id": "openai/whisper-large-v3", "return_timestamps": "False"},
+		wantFiles: map[string]wantFile{"audio": {"audio.wav", "audio/wave", wavBytes}},
+		check: func(t *testing.T, h *harness, resp proto.Message) {
+			r := resp.(*generationv1.AudioToTextResponse)
+			if r.GetText() != transcriptText || len(r.GetChunks()) != 0 {
+				t.Errorf("response = %v, want the text without chunks", r)
+			}
+		},
+	},
+	{
+		name: "AudioToText/sentence-timestamps", pipeline: livepeer.PipelineAudioToText,
+		call: func(ctx context.Context, c generationv1.GenerationServiceClient) (proto.Message, error) {
+			return c.AudioToText(ctx, &generationv1.AudioToTextRequest{
+				Audio: &generationv1.InputFile{Content: wavBytes}, ReturnTimestamps: generationv1.ReturnTimestamps_RETURN_TIMESTAMPS_SENTENCE,
+			})
+		},
+		wantForm:  map[string]string{"model_id": "openai/whisper-large-v3", "return_timestamps": "sentence"},
+		wantFiles: map[string]wantFile{"audio": {"audio.wav", "audio/wave", wavBytes}},
+		check: func(t *testing.T, h *harness, resp proto.Message) {
+			if n := len(resp.(*generationv1.AudioToTextResponse).GetChunks()); n != 2 {
+				t.Errorf("got %d chunks, want the 2 sentences", n)
+			}
+		},
+	},
+	{
 		name: "SegmentAnything2/minimal", pipeline: livepeer.PipelineSegmentAnything2,
 		call: func(ctx context.Context, c generationv1.GenerationServiceClient) (proto.Message, error) {
 			return c.SegmentAnything2(ctx, &generationv1.SegmentAnything2Request{Image: &generationv1.InputFile{Content: pngBytes}})
 		},
 		wantForm:  map[string]string{"model_id": "facebook/sam2-hiera-large"},
 		wantFiles: map[string]wantFile{"image": {"image.png", "image/png", pngBytes}},
+		// The simulator answers multimask_output's default, three 2×2 masks, as the
+		// runner does: Python-style text, which genservice parses into typed masks.
 		check: func(t *testing.T, h *harness, resp proto.Message) {
 			r := resp.(*generationv1.SegmentAnything2Response)
-			if r.GetMasks() != "[[[0.0, 1.0], [1.0, 1.0]], [[0.0, 0.0], [1.0, 1.0]], [[0.0, 0.0], [0.0, 1.0]]]" ||
-				r.GetScores() != "[0.9, 0.5, 0.25]" ||
-				r.GetLogits() != "[[[-2.5, 3.1], [2.8, 4.0]], [[-3.0, -1.2], [2.2, 3.3]], [[-4.1, -3.3], [-0.5, 2.9]]]" {
-				t.Errorf("response = %v", r)
+			checkMasks(t, "masks", r.GetMasks(), 2, 2, [][]float32{{0, 1, 1, 1}, {0, 0, 1, 1}, {0, 0, 0, 1}})
+			checkMasks(t, "logits", r.GetLogits(), 2, 2, [][]float32{{-2.5, 3.1, 2.8, 4}, {-3, -1.2, 2.2, 3.3}, {-4.1, -3.3, -0.5, 2.9}})
+			if !slices.Equal(r.GetScores(), []float64{0.9, 0.5, 0.25}) {
+				t.Errorf("scores = %v", r.GetScores())
 			}
 		},
 	},
@@ -266,32 +345,36 @@ var happyCases = []happyCase{
 		call: func(ctx context.Context, c generationv1.GenerationServiceClient) (proto.Message, error) {
 			return c.SegmentAnything2(ctx, &generationv1.SegmentAnything2Request{
 				ModelId: "facebook/sam2-hiera-tiny", Image: &generationv1.InputFile{Content: pngBytes, Filename: "scene.png", ContentType: "image/png"},
-				PointCoords: ptr("[[120, 80]]"), PointLabels: ptr("[1]"), Box: ptr("[10, 10, 200, 200]"), MaskInput: ptr("[[0.5]]"),
+				PointCoords: []*generationv1.Point{{X: 120, Y: 80}, {X: 30.5, Y: 0}}, PointLabels: []int32{1, 0},
+				Box: &generationv1.Box{X1: 10, Y1: 10.25, X2: 200, Y2: 200}, MaskInput: samMaskInput(),
 				MultimaskOutput: ptr(false), ReturnLogits: ptr(true), NormalizeCoords: ptr(false),
 			})
 		},
+		// The typed prompts arrive as the JSON text fields the gateway parses.
 		wantForm: map[string]string{
-			"model_id": "facebook/sam2-hiera-tiny", "point_coords": "[[120, 80]]", "point_labels": "[1]",
-			"box": "[10, 10, 200, 200]", "mask_input": "[[0.5]]", "multimask_output": "false", "return_logits": "true",
+			"model_id": "facebook/sam2-hiera-tiny", "point_coords": "[[120,80],[30.5,0]]", "point_labels": "[1,0]",
+			"box": "[10,10.25,200,200]", "mask_input": samMaskInputJSON(), "multimask_output": "false", "return_logits": "true",
 			"normalize_coords": "false",
 		},
 		wantFiles: map[string]wantFile{"image": {"scene.png", "image/png", pngBytes}},
 		check: func(t *testing.T, h *harness, resp proto.Message) {
 			r := resp.(*generationv1.SegmentAnything2Response)
-			if r.GetMasks() != "[[[0.0, 1.0], [1.0, 1.0]]]" || r.GetScores() != "[0.9]" || r.GetLogits() != "[[[-2.5, 3.1], [2.8, 4.0]]]" {
-				t.Errorf("response = %v", r)
+			checkMasks(t, "masks", r.GetMasks(), 2, 2, [][]float32{{0, 1, 1, 1}})
+			checkMasks(t, "logits", r.GetLogits(), 2, 2, [][]float32{{-2.5, 3.1, 2.8, 4}})
+			if !slices.Equal(r.GetScores(), []float64{0.9}) {
+				t.Errorf("scores = %v", r.GetScores())
 			}
 		},
 	},
 	{
 		name: "LLM/minimal", pipeline: livepeer.PipelineLLM,
 		call: func(ctx context.Context, c generationv1.GenerationServiceClient) (proto.Message, error) {
-			return c.LLM(ctx, &generationv1.LLMRequest{Messages: []*generationv1.LLMMessage{{Role: "user", Content: "hi"}}})
+			return c.Llm(ctx, &generationv1.LlmRequest{Messages: []*generationv1.LlmMessage{{Role: generationv1.LlmRole_LLM_ROLE_USER, Content: "hi"}}})
 		},
 		// model, max_tokens and stream are always sent (a go-livepeer gateway needs them).
 		wantJSON: `{"messages":[{"role":"user","content":"hi"}],"model":"meta-llama/Meta-Llama-3.1-8B-Instruct","max_tokens":256,"stream":false}`,
 		check: func(t *testing.T, h *harness, resp proto.Message) {
-			r := resp.(*generationv1.LLMResponse)
+			r := resp.(*generationv1.LlmResponse)
 			reply := "Hello! This is a simulated reply from the Livepeer simulator. You said: hi"
 			if !strings.HasPrefix(r.GetId(), "chatcmpl-") || r.GetModel() != "meta-llama/Meta-Llama-3.1-8B-Instruct" || r.GetCreated() <= 0 {
 				t.Errorf("id/model/created = %q/%q/%d", r.GetId(), r.GetModel(), r.GetCreated())
@@ -303,7 +386,7 @@ var happyCases = []happyCase{
 				t.Fatalf("choices = %v", r.GetChoices())
 			}
 			ch := r.GetChoices()[0]
-			if ch.GetIndex() != 0 || ch.GetFinishReason() != "stop" || ch.GetMessage().GetRole() != "assistant" ||
+			if ch.GetIndex() != 0 || ch.GetFinishReason() != "stop" || ch.GetMessage().GetRole() != generationv1.LlmRole_LLM_ROLE_ASSISTANT ||
 				ch.GetMessage().GetContent() != reply || ch.GetDelta() != nil {
 				t.Errorf("choice = %v", ch)
 			}
@@ -312,19 +395,25 @@ var happyCases = []happyCase{
 	{
 		name: "LLM/all-fields", pipeline: livepeer.PipelineLLM,
 		call: func(ctx context.Context, c generationv1.GenerationServiceClient) (proto.Message, error) {
-			return c.LLM(ctx, &generationv1.LLMRequest{
-				Messages: []*generationv1.LLMMessage{{Role: "system", Content: "be brief"}, {Role: "user", Content: "hello there"}},
-				Model:    "meta-llama/Llama-3.3-70B-Instruct", Temperature: ptr(0.2), MaxTokens: ptr[int32](3), TopP: ptr(0.9), TopK: ptr[int32](40),
+			return c.Llm(ctx, &generationv1.LlmRequest{
+				Messages: []*generationv1.LlmMessage{
+					{Role: generationv1.LlmRole_LLM_ROLE_SYSTEM, Content: "be brief"}, {Role: generationv1.LlmRole_LLM_ROLE_USER, Content: "hi"},
+					{Role: generationv1.LlmRole_LLM_ROLE_ASSISTANT, Content: "Hello."}, {Role: generationv1.LlmRole_LLM_ROLE_USER, Content: "hello there"},
+				},
+				Model: "meta-llama/Llama-3.3-70B-Instruct", Temperature: ptr(0.2), MaxTokens: ptr[int32](3), TopP: ptr(0.9), TopK: ptr[int32](40),
 			})
 		},
-		wantJSON: `{"messages":[{"role":"system","content":"be brief"},{"role":"user","content":"hello there"}],
+		// Each role reaches the gateway as its word. The simulator counts a token per word:
+		// six in the prompt.
+		wantJSON: `{"messages":[{"role":"system","content":"be brief"},{"role":"user","content":"hi"},
+			{"role":"assistant","content":"Hello."},{"role":"user","content":"hello there"}],
 			"model":"meta-llama/Llama-3.3-70B-Instruct","temperature":0.2,"max_tokens":3,"top_p":0.9,"top_k":40,"stream":false}`,
 		check: func(t *testing.T, h *harness, resp proto.Message) {
-			r := resp.(*generationv1.LLMResponse)
+			r := resp.(*generationv1.LlmResponse)
 			if r.GetModel() != "meta-llama/Llama-3.3-70B-Instruct" {
 				t.Errorf("model = %q", r.GetModel())
 			}
-			if u := r.GetUsage(); u.GetPromptTokens() != 4 || u.GetCompletionTokens() != 3 || u.GetTotalTokens() != 7 {
+			if u := r.GetUsage(); u.GetPromptTokens() != 6 || u.GetCompletionTokens() != 3 || u.GetTotalTokens() != 9 {
 				t.Errorf("usage = %v", u)
 			}
 			if ch := r.GetChoices(); len(ch) != 1 || ch[0].GetFinishReason() != "length" || ch[0].GetMessage().GetContent() != "Hello! This is" {
@@ -555,12 +644,47 @@ func TestE2E_ResponseMapping(t *testing.T) {
 
 	h.sim.Script(livepeer.PipelineLLM, livepeertest.Step{Status: 200,
 		Body: `{"id":"x1","model":"m","created":5,"choices":[{"index":1,"finish_reason":"stop","message":{"role":"assistant","content":"ok"}}]}`})
-	llm, err := h.client.LLM(ctx, &generationv1.LLMRequest{Messages: []*generationv1.LLMMessage{{Role: "user", Content: "x"}}})
+	llm, err := h.client.Llm(ctx, &generationv1.LlmRequest{Messages: []*generationv1.LlmMessage{{Role: generationv1.LlmRole_LLM_ROLE_USER, Content: "x"}}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if llm.Usage != nil || len(llm.GetChoices()) != 1 || llm.GetChoices()[0].GetIndex() != 1 || llm.GetId() != "x1" || llm.GetCreated() != 5 {
 		t.Errorf("llm = %v", llm)
+	}
+
+	// A role the contract does not name comes back unspecified, with its content.
+	h.sim.Script(livepeer.PipelineLLM, livepeertest.Step{Status: 200,
+		Body: `{"id":"x2","model":"m","created":5,"choices":[{"index":0,"finish_reason":"stop","message":{"role":"tool","content":"42"}},` +
+			`{"index":1,"finish_reason":"stop","message":{"role":"system","content":"s"}},{"index":2,"finish_reason":"stop","message":{"role":"user","content":"u"}}]}`})
+	llm, err = h.client.Llm(ctx, &generationv1.LlmRequest{Messages: []*generationv1.LlmMessage{{Role: generationv1.LlmRole_LLM_ROLE_USER, Content: "x"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantRoles := []generationv1.LlmRole{generationv1.LlmRole_LLM_ROLE_UNSPECIFIED, generationv1.LlmRole_LLM_ROLE_SYSTEM, generationv1.LlmRole_LLM_ROLE_USER}
+	if ch := llm.GetChoices(); len(ch) != 3 || ch[0].GetMessage().GetContent() != "42" {
+		t.Errorf("llm choices = %v", ch)
+	} else {
+		for i, want := range wantRoles {
+			if got := ch[i].GetMessage().GetRole(); got != want {
+				t.Errorf("choice %d role = %v, want %v", i, got, want)
+			}
+		}
+	}
+
+	// Python's spellings of NaN and infinity, and a boolean mask (True/False, as the
+	// runner writes masks without return_logits), parse; N×H×W becomes N masks of H×W.
+	h.sim.Script(livepeer.PipelineSegmentAnything2, livepeertest.Step{Status: 200,
+		Body: `{"masks":"[[[True, False, True]], [[False, False, True]]]","scores":"[0.75, nan]","logits":"[[[-inf, 2.5e-05, inf]], [[1.0, -2.0, 3.0]]]"}`})
+	sam, err := h.client.SegmentAnything2(ctx, &generationv1.SegmentAnything2Request{Image: image1()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkMasks(t, "masks", sam.GetMasks(), 1, 3, [][]float32{{1, 0, 1}, {0, 0, 1}})
+	if sc := sam.GetScores(); len(sc) != 2 || sc[0] != 0.75 || !math.IsNaN(sc[1]) {
+		t.Errorf("scores = %v", sc)
+	}
+	if lg := sam.GetLogits(); len(lg) != 2 || !math.IsInf(float64(lg[0].GetValues()[0]), -1) || lg[0].GetValues()[1] != 2.5e-05 || !math.IsInf(float64(lg[0].GetValues()[2]), 1) {
+		t.Errorf("logits = %v", lg)
 	}
 
 	h.sim.Script(livepeer.PipelineTextToSpeech, livepeertest.Step{Status: 200, Body: `{"audio":{"url":"/stream/00000001/0.wav"}}`})
@@ -674,7 +798,7 @@ func TestE2E_CallLogLines(t *testing.T) {
 
 	// 3. upstream failure: upstream fields with the gateway's status.
 	h.sim.Script(livepeer.PipelineLLM, livepeertest.Step{Status: 500, Body: livepeertest.RunnerError("LLM pipeline error.")})
-	_, err = h.client.LLM(withRequestID(ctx, "req-500-3"), &generationv1.LLMRequest{Messages: []*generationv1.LLMMessage{{Role: "user", Content: sentinel}}})
+	_, err = h.client.Llm(withRequestID(ctx, "req-500-3"), &generationv1.LlmRequest{Messages: []*generationv1.LlmMessage{{Role: generationv1.LlmRole_LLM_ROLE_USER, Content: sentinel}}})
 	requireStatus(t, err, codes.Internal, "UPSTREAM_INTERNAL_ERROR")
 	bad := h.callLine(t, "req-500-3")
 	if s, _ := bad.num("upstreamStatus"); s != 500 || bad.str("code") != "Internal" || bad.str("pipeline") != "llm" {

@@ -3,6 +3,7 @@ package server_test
 import (
 	"context"
 	"fmt"
+	"math"
 	"net/http"
 	"strings"
 	"testing"
@@ -478,6 +479,38 @@ var upstreamCases = []upstreamCase{
 		steps: []livepeertest.Step{{Status: 200, Body: `{"masks":"[]"}`}},
 		code:  codes.Internal, reason: "UPSTREAM_BAD_RESPONSE", hits: 1,
 	},
+	// The masks arrive as text that genservice parses: text that is not the arrays it
+	// should be is the gateway's fault, not the caller's.
+	{
+		name: "200 masks not a 3-deep list", pipeline: livepeer.PipelineSegmentAnything2,
+		steps: []livepeertest.Step{{Status: 200, Body: `{"masks":"[[0.5, 1.0]]","scores":"[0.9]","logits":"[]"}`}},
+		code:  codes.Internal, reason: "UPSTREAM_BAD_RESPONSE", hits: 1,
+		check: func(t *testing.T, h *harness, st *status.Status) {
+			if !strings.Contains(st.Message(), `"masks"`) {
+				t.Errorf("message %q does not name masks", st.Message())
+			}
+		},
+	},
+	{
+		name: "200 masks not rectangular", pipeline: livepeer.PipelineSegmentAnything2,
+		steps: []livepeertest.Step{{Status: 200, Body: `{"masks":"[[[0.5, 1.0], [1.0]]]","scores":"[0.9]","logits":"[]"}`}},
+		code:  codes.Internal, reason: "UPSTREAM_BAD_RESPONSE", hits: 1,
+	},
+	{
+		name: "200 masks and scores disagree", pipeline: livepeer.PipelineSegmentAnything2,
+		steps: []livepeertest.Step{{Status: 200, Body: `{"masks":"[[[1.0]], [[0.0]]]","scores":"[0.9]","logits":"[[[1.0]], [[0.0]]]"}`}},
+		code:  codes.Internal, reason: "UPSTREAM_BAD_RESPONSE", hits: 1,
+		check: func(t *testing.T, h *harness, st *status.Status) {
+			if !strings.Contains(st.Message(), "2 masks but 1 scores") {
+				t.Errorf("message %q", st.Message())
+			}
+		},
+	},
+	{
+		name: "200 scores not numbers", pipeline: livepeer.PipelineSegmentAnything2,
+		steps: []livepeertest.Step{{Status: 200, Body: `{"masks":"[[[1.0]]]","scores":"[high]","logits":"[[[1.0]]]"}`}},
+		code:  codes.Internal, reason: "UPSTREAM_BAD_RESPONSE", hits: 1,
+	},
 	{
 		name: "200 wrong shape (image-to-text)", pipeline: livepeer.PipelineImageToText,
 		steps: []livepeertest.Step{{Status: 200, Body: `[]`}},
@@ -700,6 +733,13 @@ type validationCase struct {
 	fields   []string
 }
 
+func sam2(r *generationv1.SegmentAnything2Request) func(context.Context, generationv1.GenerationServiceClient) error {
+	return func(ctx context.Context, c generationv1.GenerationServiceClient) error {
+		_, err := c.SegmentAnything2(ctx, r)
+		return err
+	}
+}
+
 func t2i(r *generationv1.TextToImageRequest) func(context.Context, generationv1.GenerationServiceClient) error {
 	return func(ctx context.Context, c generationv1.GenerationServiceClient) error {
 		_, err := c.TextToImage(ctx, r)
@@ -735,24 +775,75 @@ var validationCases = []validationCase{
 		return err
 	}, []string{"audio.content"}},
 	{"AudioToText bad return_timestamps", livepeer.PipelineAudioToText, func(ctx context.Context, c generationv1.GenerationServiceClient) error {
-		_, err := c.AudioToText(ctx, &generationv1.AudioToTextRequest{Audio: &generationv1.InputFile{Content: wavBytes}, ReturnTimestamps: ptr("yes")})
+		_, err := c.AudioToText(ctx, &generationv1.AudioToTextRequest{Audio: &generationv1.InputFile{Content: wavBytes}, ReturnTimestamps: generationv1.ReturnTimestamps(7)})
 		return err
 	}, []string{"return_timestamps"}},
-	{"SegmentAnything2 coordinates not JSON arrays", livepeer.PipelineSegmentAnything2, func(ctx context.Context, c generationv1.GenerationServiceClient) error {
-		_, err := c.SegmentAnything2(ctx, &generationv1.SegmentAnything2Request{Image: image1(), PointCoords: ptr("120,80"), Box: ptr(`{"x":1}`)})
+	{"TextToImage bad loras", livepeer.PipelineTextToImage, t2i(&generationv1.TextToImageRequest{
+		Prompt: "p", Loras: map[string]float64{" ": 1, "a/b": math.NaN(), "c/d": 0.5},
+	}), []string{"loras", `loras["a/b"]`}},
+	{"TextToImage lora name too long", livepeer.PipelineTextToImage, t2i(&generationv1.TextToImageRequest{
+		Prompt: "p", Loras: map[string]float64{strings.Repeat("a", 257): 1, "ok/name": 1},
+	}), []string{"loras"}},
+	{"ImageToImage too many loras", livepeer.PipelineImageToImage, func(ctx context.Context, c generationv1.GenerationServiceClient) error {
+		loras := map[string]float64{}
+		for i := range 17 {
+			loras[fmt.Sprintf("lora/%d", i)] = 1
+		}
+		_, err := c.ImageToImage(ctx, &generationv1.ImageToImageRequest{Prompt: "p", Image: image1(), Loras: loras})
 		return err
-	}, []string{"point_coords", "box"}},
+	}, []string{"loras"}},
+	{"SegmentAnything2 point_labels count mismatch", livepeer.PipelineSegmentAnything2, sam2(&generationv1.SegmentAnything2Request{
+		Image: image1(), PointCoords: []*generationv1.Point{{X: 1, Y: 2}, {X: 3, Y: 4}}, PointLabels: []int32{1},
+	}), []string{"point_labels"}},
+	{"SegmentAnything2 point_labels without point_coords", livepeer.PipelineSegmentAnything2, sam2(&generationv1.SegmentAnything2Request{
+		Image: image1(), PointLabels: []int32{1},
+	}), []string{"point_labels"}},
+	{"SegmentAnything2 non-finite and out-of-range prompts", livepeer.PipelineSegmentAnything2, sam2(&generationv1.SegmentAnything2Request{
+		Image: image1(), PointCoords: []*generationv1.Point{{X: math.NaN(), Y: 1}}, PointLabels: []int32{2},
+		Box: &generationv1.Box{X2: math.Inf(1), Y2: 1},
+	}), []string{"point_coords[0].x", "point_labels[0]", "box.x2"}},
+	{"SegmentAnything2 too many points", livepeer.PipelineSegmentAnything2, func(ctx context.Context, c generationv1.GenerationServiceClient) error {
+		r := &generationv1.SegmentAnything2Request{Image: image1()}
+		for i := range 1025 {
+			r.PointCoords = append(r.PointCoords, &generationv1.Point{X: float64(i), Y: 1})
+			r.PointLabels = append(r.PointLabels, 1)
+		}
+		_, err := c.SegmentAnything2(ctx, r)
+		return err
+	}, []string{"point_coords"}},
+	{"SegmentAnything2 box corners swapped", livepeer.PipelineSegmentAnything2, sam2(&generationv1.SegmentAnything2Request{
+		Image: image1(), Box: &generationv1.Box{X1: 10, Y1: 10, X2: 5, Y2: 20},
+	}), []string{"box"}},
+	{"SegmentAnything2 mask_input not 256×256", livepeer.PipelineSegmentAnything2, sam2(&generationv1.SegmentAnything2Request{
+		Image: image1(), MaskInput: &generationv1.Mask{Height: 2, Width: 2, Values: []float32{1, 2, 3}},
+	}), []string{"mask_input", "mask_input.values"}},
+	{"SegmentAnything2 mask_input not finite", livepeer.PipelineSegmentAnything2, func(ctx context.Context, c generationv1.GenerationServiceClient) error {
+		m := samMaskInput()
+		m.Values[5], m.Values[9] = float32(math.NaN()), float32(math.Inf(-1))
+		_, err := c.SegmentAnything2(ctx, &generationv1.SegmentAnything2Request{Image: image1(), MaskInput: m})
+		return err
+	}, []string{"mask_input.values[5]"}},
 	{"LLM no messages", livepeer.PipelineLLM, func(ctx context.Context, c generationv1.GenerationServiceClient) error {
-		_, err := c.LLM(ctx, &generationv1.LLMRequest{})
+		_, err := c.Llm(ctx, &generationv1.LlmRequest{})
 		return err
 	}, []string{"messages"}},
 	{"LLM bad role, max_tokens, top_p", livepeer.PipelineLLM, func(ctx context.Context, c generationv1.GenerationServiceClient) error {
-		_, err := c.LLM(ctx, &generationv1.LLMRequest{
-			Messages:  []*generationv1.LLMMessage{{Role: "user", Content: "a"}, {Role: "robot", Content: "b"}},
+		_, err := c.Llm(ctx, &generationv1.LlmRequest{
+			Messages:  []*generationv1.LlmMessage{{Role: generationv1.LlmRole_LLM_ROLE_USER, Content: "a"}, {Content: "b"}},
 			MaxTokens: ptr[int32](0), TopP: ptr(1.5),
 		})
 		return err
 	}, []string{"messages[1].role", "max_tokens", "top_p"}},
+	{"LlmStream unspecified and unknown roles", livepeer.PipelineLLM, func(ctx context.Context, c generationv1.GenerationServiceClient) error {
+		s, err := c.LlmStream(ctx, &generationv1.LlmRequest{Messages: []*generationv1.LlmMessage{
+			{Role: generationv1.LlmRole_LLM_ROLE_SYSTEM, Content: "a"}, {Content: "b"}, {Role: generationv1.LlmRole(9), Content: "c"},
+		}})
+		if err != nil {
+			return err
+		}
+		_, err = s.Recv()
+		return err
+	}, []string{"messages[1].role", "messages[2].role"}},
 	{"ImageToText missing image", livepeer.PipelineImageToText, func(ctx context.Context, c generationv1.GenerationServiceClient) error {
 		_, err := c.ImageToText(ctx, &generationv1.ImageToTextRequest{Prompt: ptr("what?")})
 		return err
@@ -813,7 +904,7 @@ func TestE2E_StudioLLMMultipartQuirk(t *testing.T) {
 	h := newHarness(t)
 	h.sim.Script(livepeer.PipelineLLM, livepeertest.Step{Status: 422, Body: livepeertest.StudioError("Expected multipart/form-data content-type")})
 	ctx := ctxTimeout(t, 5*time.Second)
-	_, err := h.client.LLM(ctx, &generationv1.LLMRequest{Messages: []*generationv1.LLMMessage{{Role: "user", Content: "hi"}}})
+	_, err := h.client.Llm(ctx, &generationv1.LlmRequest{Messages: []*generationv1.LlmMessage{{Role: generationv1.LlmRole_LLM_ROLE_USER, Content: "hi"}}})
 	st := status.Convert(err)
 	if st.Code() != codes.Unimplemented || errorInfo(t, st).GetReason() != "UPSTREAM_PIPELINE_UNSUPPORTED" {
 		t.Fatalf("got %v %q, want Unimplemented UPSTREAM_PIPELINE_UNSUPPORTED", st.Code(), st.Message())

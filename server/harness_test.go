@@ -430,9 +430,9 @@ var unaryRPCs = []rpc{
 		func(ctx context.Context, c generationv1.GenerationServiceClient, opts ...grpc.CallOption) (proto.Message, error) {
 			return c.SegmentAnything2(ctx, &generationv1.SegmentAnything2Request{Image: image1()}, opts...)
 		}},
-	{"LLM", livepeer.PipelineLLM, generationv1.GenerationService_LLM_FullMethodName,
+	{"Llm", livepeer.PipelineLLM, generationv1.GenerationService_Llm_FullMethodName,
 		func(ctx context.Context, c generationv1.GenerationServiceClient, opts ...grpc.CallOption) (proto.Message, error) {
-			return c.LLM(ctx, &generationv1.LLMRequest{Messages: []*generationv1.LLMMessage{{Role: "user", Content: "hi"}}}, opts...)
+			return c.Llm(ctx, &generationv1.LlmRequest{Messages: []*generationv1.LlmMessage{{Role: generationv1.LlmRole_LLM_ROLE_USER, Content: "hi"}}}, opts...)
 		}},
 	{"ImageToText", livepeer.PipelineImageToText, generationv1.GenerationService_ImageToText_FullMethodName,
 		func(ctx context.Context, c generationv1.GenerationServiceClient, opts ...grpc.CallOption) (proto.Message, error) {

@@ -63,21 +63,21 @@ func inUpscale(mod func(*generationv1.UpscaleRequest)) inCall {
 	}
 }
 
-func inLLM(mod func(*generationv1.LLMRequest)) inCall {
+func inLlm(mod func(*generationv1.LlmRequest)) inCall {
 	return func(ctx context.Context, c generationv1.GenerationServiceClient) error {
-		r := &generationv1.LLMRequest{Messages: []*generationv1.LLMMessage{{Role: "user", Content: "hi"}}}
+		r := &generationv1.LlmRequest{Messages: []*generationv1.LlmMessage{{Role: generationv1.LlmRole_LLM_ROLE_USER, Content: "hi"}}}
 		mod(r)
-		_, err := c.LLM(ctx, r)
+		_, err := c.Llm(ctx, r)
 		return err
 	}
 }
 
-// inLLMStream reads the stream to its end: a validation error arrives on the first Recv.
-func inLLMStream(mod func(*generationv1.LLMStreamRequest)) inCall {
+// inLlmStream reads the stream to its end: a validation error arrives on the first Recv.
+func inLlmStream(mod func(*generationv1.LlmRequest)) inCall {
 	return func(ctx context.Context, c generationv1.GenerationServiceClient) error {
-		r := &generationv1.LLMStreamRequest{Messages: []*generationv1.LLMMessage{{Role: "user", Content: "hi"}}}
+		r := &generationv1.LlmRequest{Messages: []*generationv1.LlmMessage{{Role: generationv1.LlmRole_LLM_ROLE_USER, Content: "hi"}}}
 		mod(r)
-		s, err := c.LLMStream(ctx, r)
+		s, err := c.LlmStream(ctx, r)
 		if err != nil {
 			return err
 		}
@@ -154,17 +154,17 @@ func TestE2E_Input_NonFiniteFloats(t *testing.T) {
 		{"ImageToVideo", "noise_aug_strength", "from 0 to 1", func(x float64) inCall {
 			return inI2V(func(r *generationv1.ImageToVideoRequest) { r.NoiseAugStrength = &x })
 		}},
-		{"LLM", "temperature", "from 0 to 2", func(x float64) inCall {
-			return inLLM(func(r *generationv1.LLMRequest) { r.Temperature = &x })
+		{"Llm", "temperature", "from 0 to 2", func(x float64) inCall {
+			return inLlm(func(r *generationv1.LlmRequest) { r.Temperature = &x })
 		}},
-		{"LLM", "top_p", "from 0 to 1", func(x float64) inCall {
-			return inLLM(func(r *generationv1.LLMRequest) { r.TopP = &x })
+		{"Llm", "top_p", "from 0 to 1", func(x float64) inCall {
+			return inLlm(func(r *generationv1.LlmRequest) { r.TopP = &x })
 		}},
-		{"LLMStream", "temperature", "from 0 to 2", func(x float64) inCall {
-			return inLLMStream(func(r *generationv1.LLMStreamRequest) { r.Temperature = &x })
+		{"LlmStream", "temperature", "from 0 to 2", func(x float64) inCall {
+			return inLlmStream(func(r *generationv1.LlmRequest) { r.Temperature = &x })
 		}},
-		{"LLMStream", "top_p", "from 0 to 1", func(x float64) inCall {
-			return inLLMStream(func(r *generationv1.LLMStreamRequest) { r.TopP = &x })
+		{"LlmStream", "top_p", "from 0 to 1", func(x float64) inCall {
+			return inLlmStream(func(r *generationv1.LlmRequest) { r.TopP = &x })
 		}},
 	}
 	for _, f := range fields {
@@ -275,29 +275,29 @@ var boundCases = []boundCase{
 		inUpscale(func(r *generationv1.UpscaleRequest) { r.Seed = i64(math.MaxInt64) })},
 	// llm (JSON) and its streaming twin
 	{"llm temperature over", livepeer.PipelineLLM, "temperature", "from 0 to 2", 2,
-		inLLM(func(r *generationv1.LLMRequest) { r.Temperature = f64(2) }),
-		inLLM(func(r *generationv1.LLMRequest) { r.Temperature = f64(2.5) })},
+		inLlm(func(r *generationv1.LlmRequest) { r.Temperature = f64(2) }),
+		inLlm(func(r *generationv1.LlmRequest) { r.Temperature = f64(2.5) })},
 	{"llm temperature negative", livepeer.PipelineLLM, "temperature", "from 0 to 2", 0,
-		inLLM(func(r *generationv1.LLMRequest) { r.Temperature = f64(0) }),
-		inLLM(func(r *generationv1.LLMRequest) { r.Temperature = f64(-0.1) })},
+		inLlm(func(r *generationv1.LlmRequest) { r.Temperature = f64(0) }),
+		inLlm(func(r *generationv1.LlmRequest) { r.Temperature = f64(-0.1) })},
 	{"llm max_tokens over", livepeer.PipelineLLM, "max_tokens", "from 1 to 8192", 8192,
-		inLLM(func(r *generationv1.LLMRequest) { r.MaxTokens = i32(8192) }),
-		inLLM(func(r *generationv1.LLMRequest) { r.MaxTokens = i32(8193) })},
+		inLlm(func(r *generationv1.LlmRequest) { r.MaxTokens = i32(8192) }),
+		inLlm(func(r *generationv1.LlmRequest) { r.MaxTokens = i32(8193) })},
 	{"llm top_k zero", livepeer.PipelineLLM, "top_k", "-1 (disabled) or at least 1", -1,
-		inLLM(func(r *generationv1.LLMRequest) { r.TopK = i32(-1) }),
-		inLLM(func(r *generationv1.LLMRequest) { r.TopK = i32(0) })},
+		inLlm(func(r *generationv1.LlmRequest) { r.TopK = i32(-1) }),
+		inLlm(func(r *generationv1.LlmRequest) { r.TopK = i32(0) })},
 	{"llm top_k negative", livepeer.PipelineLLM, "top_k", "-1 (disabled) or at least 1", 1,
-		inLLM(func(r *generationv1.LLMRequest) { r.TopK = i32(1) }),
-		inLLM(func(r *generationv1.LLMRequest) { r.TopK = i32(-5) })},
+		inLlm(func(r *generationv1.LlmRequest) { r.TopK = i32(1) }),
+		inLlm(func(r *generationv1.LlmRequest) { r.TopK = i32(-5) })},
 	{"llm stream max_tokens absurd", livepeer.PipelineLLM, "max_tokens", "from 1 to 8192", 1,
-		inLLMStream(func(r *generationv1.LLMStreamRequest) { r.MaxTokens = i32(1) }),
-		inLLMStream(func(r *generationv1.LLMStreamRequest) { r.MaxTokens = i32(1000000) })},
+		inLlmStream(func(r *generationv1.LlmRequest) { r.MaxTokens = i32(1) }),
+		inLlmStream(func(r *generationv1.LlmRequest) { r.MaxTokens = i32(1000000) })},
 	{"llm stream temperature over", livepeer.PipelineLLM, "temperature", "from 0 to 2", 1.5,
-		inLLMStream(func(r *generationv1.LLMStreamRequest) { r.Temperature = f64(1.5) }),
-		inLLMStream(func(r *generationv1.LLMStreamRequest) { r.Temperature = f64(3) })},
+		inLlmStream(func(r *generationv1.LlmRequest) { r.Temperature = f64(1.5) }),
+		inLlmStream(func(r *generationv1.LlmRequest) { r.Temperature = f64(3) })},
 	{"llm stream top_k zero", livepeer.PipelineLLM, "top_k", "-1 (disabled) or at least 1", 50,
-		inLLMStream(func(r *generationv1.LLMStreamRequest) { r.TopK = i32(50) }),
-		inLLMStream(func(r *generationv1.LLMStreamRequest) { r.TopK = i32(0) })},
+		inLlmStream(func(r *generationv1.LlmRequest) { r.TopK = i32(50) }),
+		inLlmStream(func(r *generationv1.LlmRequest) { r.TopK = i32(0) })},
 }
 
 // sentNumber is field's value in a recorded gateway request, as a number.

@@ -47,7 +47,7 @@ func TestMetricsAfterCalls(t *testing.T) {
 		t.Fatalf("validation: %v", err)
 	}
 	h.sim.Script(livepeer.PipelineLLM, livepeertest.Step{Status: 503, Body: livepeertest.GatewayError("Service Unavailable Error")})
-	if _, err := h.client.LLM(ctx, &generationv1.LLMRequest{Messages: []*generationv1.LLMMessage{{Role: "user", Content: "hi"}}}); err != nil {
+	if _, err := h.client.Llm(ctx, &generationv1.LlmRequest{Messages: []*generationv1.LlmMessage{{Role: generationv1.LlmRole_LLM_ROLE_USER, Content: "hi"}}}); err != nil {
 		t.Fatalf("retried LLM: %v", err)
 	}
 

@@ -123,8 +123,8 @@ func TestE2E_GatewayEchoingKeyFragments(t *testing.T) {
 		h := newHarness(t, withKey(echoKey))
 		h.sim.Script(livepeer.PipelineLLM, livepeertest.Step{Events: []string{
 			`{"error":{"message":"token ` + jsonEscapeAll(k[:len(k)-1]) + ` expired"}}`}, Truncate: true})
-		stream, err := h.client.LLMStream(withRequestID(ctxTimeout(t, 10*time.Second), "echo-key-stream"),
-			&generationv1.LLMStreamRequest{Messages: []*generationv1.LLMMessage{{Role: "user", Content: "hi"}}})
+		stream, err := h.client.LlmStream(withRequestID(ctxTimeout(t, 10*time.Second), "echo-key-stream"),
+			&generationv1.LlmRequest{Messages: []*generationv1.LlmMessage{{Role: generationv1.LlmRole_LLM_ROLE_USER, Content: "hi"}}})
 		if err != nil {
 			t.Fatal(err)
 		}

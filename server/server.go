@@ -84,7 +84,7 @@ type Config struct {
 	MediaAllowHosts []string
 	// MaxMediaBytes caps one inline media file. Default livepeer.DefaultMaxMediaBytes.
 	MaxMediaBytes int64
-	// StreamIdleTimeout is the longest gap between two LLMStream events before the call
+	// StreamIdleTimeout is the longest gap between two LlmStream events before the call
 	// fails with UPSTREAM_TIMEOUT. Default livepeer.DefaultStreamIdleTimeout.
 	StreamIdleTimeout time.Duration
 }

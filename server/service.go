@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"strconv"
+	"strings"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -128,7 +129,7 @@ func (s *service) TextToImage(ctx context.Context, r *generationv1.TextToImageRe
 	res, err := s.up.TextToImage(ctx, &livepeer.TextToImageParams{
 		ModelID:            model(r.GetModelId(), livepeer.PipelineTextToImage),
 		Prompt:             r.GetPrompt(),
-		Loras:              r.Loras,
+		Loras:              livepeer.Loras(r.GetLoras()),
 		Height:             r.Height,
 		Width:              r.Width,
 		GuidanceScale:      r.GuidanceScale,
@@ -156,7 +157,7 @@ func (s *service) ImageToImage(ctx context.Context, r *generationv1.ImageToImage
 		ModelID:            model(r.GetModelId(), livepeer.PipelineImageToImage),
 		Prompt:             r.GetPrompt(),
 		Image:              inputFile(r.GetImage()),
-		Loras:              r.Loras,
+		Loras:              livepeer.Loras(r.GetLoras()),
 		Strength:           r.Strength,
 		GuidanceScale:      r.GuidanceScale,
 		ImageGuidanceScale: r.ImageGuidanceScale,
@@ -231,7 +232,7 @@ func (s *service) AudioToText(ctx context.Context, r *generationv1.AudioToTextRe
 	res, err := s.up.AudioToText(ctx, &livepeer.AudioToTextParams{
 		ModelID:          model(r.GetModelId(), livepeer.PipelineAudioToText),
 		Audio:            inputFile(r.GetAudio()),
-		ReturnTimestamps: r.ReturnTimestamps,
+		ReturnTimestamps: timestamps[r.GetReturnTimestamps()],
 	})
 	if err != nil {
 		return nil, s.fail(ctx, err)
@@ -258,10 +259,10 @@ func (s *service) SegmentAnything2(ctx context.Context, r *generationv1.SegmentA
 	res, err := s.up.SegmentAnything2(ctx, &livepeer.SegmentAnything2Params{
 		ModelID:         model(r.GetModelId(), livepeer.PipelineSegmentAnything2),
 		Image:           inputFile(r.GetImage()),
-		PointCoords:     r.PointCoords,
-		PointLabels:     r.PointLabels,
-		Box:             r.Box,
-		MaskInput:       r.MaskInput,
+		PointCoords:     points(r.GetPointCoords()),
+		PointLabels:     r.GetPointLabels(),
+		Box:             box(r.GetBox()),
+		MaskInput:       maskInput(r.GetMaskInput()),
 		MultimaskOutput: r.MultimaskOutput,
 		ReturnLogits:    r.ReturnLogits,
 		NormalizeCoords: r.NormalizeCoords,
@@ -269,61 +270,130 @@ func (s *service) SegmentAnything2(ctx context.Context, r *generationv1.SegmentA
 	if err != nil {
 		return nil, s.fail(ctx, err)
 	}
-	return &generationv1.SegmentAnything2Response{Masks: *res.Masks, Scores: *res.Scores, Logits: *res.Logits}, nil
+	return &generationv1.SegmentAnything2Response{Masks: masks(res.Masks), Scores: res.Scores, Logits: masks(res.Logits)}, nil
 }
 
-func llmRequest(messages []*generationv1.LLMMessage, modelID string, temperature *float64, maxTokens *int32, topP *float64, topK *int32) *livepeer.LLMRequest {
-	req := &livepeer.LLMRequest{
-		Messages:    make([]livepeer.LLMMessage, len(messages)),
-		Model:       model(modelID, livepeer.PipelineLLM),
-		Temperature: temperature,
-		MaxTokens:   livepeer.DefaultLLMMaxTokens,
-		TopP:        topP,
-		TopK:        topK,
-	}
-	if maxTokens != nil {
-		req.MaxTokens = *maxTokens
-	}
-	for i, m := range messages {
-		req.Messages[i] = livepeer.LLMMessage{Role: m.GetRole(), Content: m.GetContent()}
-	}
-	return req
+// timestamps maps the contract's enum to the gateway setting; validation refuses
+// values outside it, so a missing entry cannot reach the gateway.
+var timestamps = map[generationv1.ReturnTimestamps]livepeer.Timestamps{
+	generationv1.ReturnTimestamps_RETURN_TIMESTAMPS_UNSPECIFIED: livepeer.TimestampsDefault,
+	generationv1.ReturnTimestamps_RETURN_TIMESTAMPS_SENTENCE:    livepeer.TimestampsSentence,
+	generationv1.ReturnTimestamps_RETURN_TIMESTAMPS_WORD:        livepeer.TimestampsWord,
+	generationv1.ReturnTimestamps_RETURN_TIMESTAMPS_NONE:        livepeer.TimestampsNone,
 }
 
-func llmMessage(m *livepeer.LLMMessage) *generationv1.LLMMessage {
-	if m == nil {
+func points(ps []*generationv1.Point) []livepeer.Point {
+	if len(ps) == 0 {
 		return nil
 	}
-	return &generationv1.LLMMessage{Role: m.Role, Content: m.Content}
-}
-
-func llmUsage(u *livepeer.LLMTokenUsage) *generationv1.LLMTokenUsage {
-	if u == nil {
-		return nil
-	}
-	return &generationv1.LLMTokenUsage{PromptTokens: u.PromptTokens, CompletionTokens: u.CompletionTokens, TotalTokens: u.TotalTokens}
-}
-
-func llmChoices(cs []livepeer.LLMChoice) []*generationv1.LLMChoice {
-	out := make([]*generationv1.LLMChoice, len(cs))
-	for i, c := range cs {
-		out[i] = &generationv1.LLMChoice{Index: c.Index, FinishReason: c.FinishReason, Delta: llmMessage(c.Delta), Message: llmMessage(c.Message)}
+	out := make([]livepeer.Point, len(ps))
+	for i, p := range ps {
+		out[i] = livepeer.Point{X: p.GetX(), Y: p.GetY()}
 	}
 	return out
 }
 
-func (s *service) LLM(ctx context.Context, r *generationv1.LLMRequest) (*generationv1.LLMResponse, error) {
-	if v := validateLLM(r.GetMessages(), r.Temperature, r.MaxTokens, r.TopP, r.TopK); len(v) > 0 {
+func box(b *generationv1.Box) *livepeer.Box {
+	if b == nil {
+		return nil
+	}
+	return &livepeer.Box{X1: b.GetX1(), Y1: b.GetY1(), X2: b.GetX2(), Y2: b.GetY2()}
+}
+
+func maskInput(m *generationv1.Mask) *livepeer.Mask {
+	if m == nil {
+		return nil
+	}
+	return &livepeer.Mask{Height: int(m.GetHeight()), Width: int(m.GetWidth()), Values: m.GetValues()}
+}
+
+// masks converts parsed masks; their sizes come from a body of at most
+// livepeer.Config.MaxResponseBytes, far below the int32 range.
+func masks(ms []livepeer.Mask) []*generationv1.Mask {
+	out := make([]*generationv1.Mask, len(ms))
+	for i, m := range ms {
+		out[i] = &generationv1.Mask{Height: int32(m.Height), Width: int32(m.Width), Values: m.Values}
+	}
+	return out
+}
+
+// llmRoles maps the contract's roles to the words the gateway takes, and back.
+var llmRoles = map[generationv1.LlmRole]string{
+	generationv1.LlmRole_LLM_ROLE_SYSTEM:    "system",
+	generationv1.LlmRole_LLM_ROLE_USER:      "user",
+	generationv1.LlmRole_LLM_ROLE_ASSISTANT: "assistant",
+}
+
+// llmRoleOf maps a role in the gateway's answer to the enum. The runner answers
+// "assistant"; a role genservice does not know (a newer runner's "tool", say, or none,
+// as a streamed delta may carry) becomes LLM_ROLE_UNSPECIFIED rather than failing the
+// call: the content is what the caller came for, and UNSPECIFIED says honestly that
+// the role was not one of the three.
+func llmRoleOf(role string) generationv1.LlmRole {
+	switch strings.ToLower(role) {
+	case "system":
+		return generationv1.LlmRole_LLM_ROLE_SYSTEM
+	case "user":
+		return generationv1.LlmRole_LLM_ROLE_USER
+	case "assistant":
+		return generationv1.LlmRole_LLM_ROLE_ASSISTANT
+	}
+	return generationv1.LlmRole_LLM_ROLE_UNSPECIFIED
+}
+
+// llmRequest builds the gateway request; validation has checked every role.
+func llmRequest(r *generationv1.LlmRequest) *livepeer.LLMRequest {
+	req := &livepeer.LLMRequest{
+		Messages:    make([]livepeer.LLMMessage, len(r.GetMessages())),
+		Model:       model(r.GetModel(), livepeer.PipelineLLM),
+		Temperature: r.Temperature,
+		MaxTokens:   livepeer.DefaultLLMMaxTokens,
+		TopP:        r.TopP,
+		TopK:        r.TopK,
+	}
+	if r.MaxTokens != nil {
+		req.MaxTokens = *r.MaxTokens
+	}
+	for i, m := range r.GetMessages() {
+		req.Messages[i] = livepeer.LLMMessage{Role: llmRoles[m.GetRole()], Content: m.GetContent()}
+	}
+	return req
+}
+
+func llmMessage(m *livepeer.LLMMessage) *generationv1.LlmMessage {
+	if m == nil {
+		return nil
+	}
+	return &generationv1.LlmMessage{Role: llmRoleOf(m.Role), Content: m.Content}
+}
+
+func llmUsage(u *livepeer.LLMTokenUsage) *generationv1.LlmTokenUsage {
+	if u == nil {
+		return nil
+	}
+	return &generationv1.LlmTokenUsage{PromptTokens: u.PromptTokens, CompletionTokens: u.CompletionTokens, TotalTokens: u.TotalTokens}
+}
+
+func llmChoices(cs []livepeer.LLMChoice) []*generationv1.LlmChoice {
+	out := make([]*generationv1.LlmChoice, len(cs))
+	for i, c := range cs {
+		out[i] = &generationv1.LlmChoice{Index: c.Index, FinishReason: c.FinishReason, Delta: llmMessage(c.Delta), Message: llmMessage(c.Message)}
+	}
+	return out
+}
+
+func (s *service) Llm(ctx context.Context, r *generationv1.LlmRequest) (*generationv1.LlmResponse, error) {
+	if v := validateLlm(r); len(v) > 0 {
 		return nil, s.invalid(v)
 	}
-	res, err := s.up.LLM(ctx, llmRequest(r.GetMessages(), r.GetModel(), r.Temperature, r.MaxTokens, r.TopP, r.TopK))
+	res, err := s.up.LLM(ctx, llmRequest(r))
 	if err != nil {
 		return nil, s.fail(ctx, err)
 	}
 	if u := res.Usage; u != nil {
 		recordTokens(ctx, u.PromptTokens, u.CompletionTokens)
 	}
-	return &generationv1.LLMResponse{Id: res.ID, Model: res.Model, Created: res.Created, Usage: llmUsage(res.Usage), Choices: llmChoices(res.Choices)}, nil
+	return &generationv1.LlmResponse{Id: res.ID, Model: res.Model, Created: res.Created, Usage: llmUsage(res.Usage), Choices: llmChoices(res.Choices)}, nil
 }
 
 func (s *service) ImageToText(ctx context.Context, r *generationv1.ImageToTextRequest) (*generationv1.ImageToTextResponse, error) {
@@ -353,7 +423,7 @@ func (s *service) TextToSpeech(ctx context.Context, r *generationv1.TextToSpeech
 	if err != nil {
 		return nil, s.fail(ctx, err)
 	}
-	out := &generationv1.TextToSpeechResponse{Audio: &generationv1.MediaURL{Url: res.Audio.URL}}
+	out := &generationv1.TextToSpeechResponse{Audio: &generationv1.MediaUrl{Url: res.Audio.URL}}
 	err = s.inline(ctx, r.GetInlineMedia(), out, []string{res.Audio.URL}, func(_ int, data []byte, ct string) {
 		out.Audio.Content, out.Audio.ContentType = data, ct
 	})
@@ -363,12 +433,12 @@ func (s *service) TextToSpeech(ctx context.Context, r *generationv1.TextToSpeech
 	return out, nil
 }
 
-func (s *service) LLMStream(r *generationv1.LLMStreamRequest, stream generationv1.GenerationService_LLMStreamServer) error {
+func (s *service) LlmStream(r *generationv1.LlmRequest, stream generationv1.GenerationService_LlmStreamServer) error {
 	ctx := stream.Context()
-	if v := validateLLM(r.GetMessages(), r.Temperature, r.MaxTokens, r.TopP, r.TopK); len(v) > 0 {
+	if v := validateLlm(r); len(v) > 0 {
 		return s.invalid(v)
 	}
-	up, err := s.up.LLMStream(ctx, llmRequest(r.GetMessages(), r.GetModel(), r.Temperature, r.MaxTokens, r.TopP, r.TopK), s.streamIdle)
+	up, err := s.up.LLMStream(ctx, llmRequest(r), s.streamIdle)
 	if err != nil {
 		return s.fail(ctx, err)
 	}
@@ -386,7 +456,7 @@ func (s *service) LLMStream(r *generationv1.LLMStreamRequest, stream generationv
 		if u := ev.Usage; u != nil {
 			recordTokens(ctx, u.PromptTokens, u.CompletionTokens)
 		}
-		if err := stream.Send(&generationv1.LLMStreamResponse{Id: ev.ID, Model: ev.Model, Created: ev.Created, Usage: llmUsage(ev.Usage), Choices: llmChoices(ev.Choices)}); err != nil {
+		if err := stream.Send(&generationv1.LlmStreamResponse{Id: ev.ID, Model: ev.Model, Created: ev.Created, Usage: llmUsage(ev.Usage), Choices: llmChoices(ev.Choices)}); err != nil {
 			return err
 		}
 	}

@@ -1,6 +1,6 @@
 package server_test
 
-// End-to-end tests of LLMStream: a gRPC client over real mTLS (TLS 1.3, certgen
+// End-to-end tests of LlmStream: a gRPC client over real mTLS (TLS 1.3, certgen
 // certificates) → genservice → the livepeertest simulator over loopback HTTP. They
 // cover per-event delivery (no buffering), both terminations (finish_reason, [DONE]),
 // truncation, error events, the idle timeout, cancellation and deadlines reaching the
@@ -37,8 +37,8 @@ import (
 // buffers fails every attempt.
 const stTimingAttempts = 3
 
-func stStreamRequest() *generationv1.LLMStreamRequest {
-	return &generationv1.LLMStreamRequest{Messages: []*generationv1.LLMMessage{{Role: "user", Content: "say hello"}}}
+func stStreamRequest() *generationv1.LlmRequest {
+	return &generationv1.LlmRequest{Messages: []*generationv1.LlmMessage{{Role: generationv1.LlmRole_LLM_ROLE_USER, Content: "say hello"}}}
 }
 
 // stEvent is one LLM stream chunk as the runner emits it: a delta, cumulative usage and
@@ -56,8 +56,8 @@ func stEvent(content, finish string, completionTokens int32) string {
 }
 
 // stRecvAll receives until an error; io.EOF means the call ended OK.
-func stRecvAll(s generationv1.GenerationService_LLMStreamClient) ([]*generationv1.LLMStreamResponse, error) {
-	var out []*generationv1.LLMStreamResponse
+func stRecvAll(s generationv1.GenerationService_LlmStreamClient) ([]*generationv1.LlmStreamResponse, error) {
+	var out []*generationv1.LlmStreamResponse
 	for {
 		m, err := s.Recv()
 		if err != nil {
@@ -67,7 +67,7 @@ func stRecvAll(s generationv1.GenerationService_LLMStreamClient) ([]*generationv
 	}
 }
 
-func stDeltas(ms []*generationv1.LLMStreamResponse) []string {
+func stDeltas(ms []*generationv1.LlmStreamResponse) []string {
 	out := make([]string, len(ms))
 	for i, m := range ms {
 		if len(m.GetChoices()) > 0 {
@@ -77,19 +77,19 @@ func stDeltas(ms []*generationv1.LLMStreamResponse) []string {
 	return out
 }
 
-func stWantDeltas(t *testing.T, ms []*generationv1.LLMStreamResponse, want ...string) {
+func stWantDeltas(t *testing.T, ms []*generationv1.LlmStreamResponse, want ...string) {
 	t.Helper()
 	if got := stDeltas(ms); fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Fatalf("deltas = %q, want %q", got, want)
 	}
 }
 
-// stOpenStream starts an LLMStream call.
-func stOpenStream(t *testing.T, ctx context.Context, h *harness) generationv1.GenerationService_LLMStreamClient {
+// stOpenStream starts an LlmStream call.
+func stOpenStream(t *testing.T, ctx context.Context, h *harness) generationv1.GenerationService_LlmStreamClient {
 	t.Helper()
-	s, err := h.client.LLMStream(ctx, stStreamRequest())
+	s, err := h.client.LlmStream(ctx, stStreamRequest())
 	if err != nil {
-		t.Fatalf("LLMStream: %v", err)
+		t.Fatalf("LlmStream: %v", err)
 	}
 	return s
 }
@@ -207,12 +207,12 @@ func (p *stTap) close() {
 
 // ---- 1. per-event delivery ----
 
-// TestE2E_LLMStream_PerEventDelivery: the simulator paces 5 events 50 ms apart; the
+// TestE2E_LlmStream_PerEventDelivery: the simulator paces 5 events 50 ms apart; the
 // gRPC client receives each within 20 ms of the moment it left the simulator (measured
 // on the wire by a TCP tap), successive receive gaps are ~50 ms, and the first event
 // arrives long before the last is sent: genservice does not buffer. The deltas, the
 // final finish_reason "stop" with usage, and the OK end arrive intact.
-func TestE2E_LLMStream_PerEventDelivery(t *testing.T) {
+func TestE2E_LlmStream_PerEventDelivery(t *testing.T) {
 	t.Parallel()
 	tap := stListenTap(t)
 	h := newHarness(t, withGatewayURL(tap.gatewayURL()))
@@ -242,7 +242,7 @@ func stPacedOnce(t *testing.T, h *harness, tap *stTap) (problems []string) {
 	tap.reset()
 	h.sim.Script(livepeer.PipelineLLM, livepeertest.Step{Events: events, EventInterval: interval, Truncate: true})
 	s := stOpenStream(t, ctxTimeout(t, 10*time.Second), h)
-	var msgs []*generationv1.LLMStreamResponse
+	var msgs []*generationv1.LlmStreamResponse
 	var got []time.Time
 	for {
 		m, err := s.Recv()
@@ -288,10 +288,10 @@ func stPacedOnce(t *testing.T, h *harness, tap *stTap) (problems []string) {
 	return problems
 }
 
-// TestE2E_LLMStream_EachEventForwardedBeforeNextIsSent: a gateway that sends event i+1
+// TestE2E_LlmStream_EachEventForwardedBeforeNextIsSent: a gateway that sends event i+1
 // only after the gRPC client has received event i. Any buffering in genservice (or in
 // its HTTP client or gRPC transport) deadlocks this; no timing is involved.
-func TestE2E_LLMStream_EachEventForwardedBeforeNextIsSent(t *testing.T) {
+func TestE2E_LlmStream_EachEventForwardedBeforeNextIsSent(t *testing.T) {
 	t.Parallel()
 	const n = 5
 	received := make(chan int, n)
@@ -325,7 +325,7 @@ func TestE2E_LLMStream_EachEventForwardedBeforeNextIsSent(t *testing.T) {
 	s := stOpenStream(t, ctxTimeout(t, 10*time.Second), h)
 	for i := range n {
 		type result struct {
-			m   *generationv1.LLMStreamResponse
+			m   *generationv1.LlmStreamResponse
 			err error
 		}
 		ch := make(chan result, 1)
@@ -335,7 +335,7 @@ func TestE2E_LLMStream_EachEventForwardedBeforeNextIsSent(t *testing.T) {
 			if r.err != nil {
 				t.Fatalf("event %d: %v", i, r.err)
 			}
-			if d := stDeltas([]*generationv1.LLMStreamResponse{r.m}); d[0] != fmt.Sprint(i) {
+			if d := stDeltas([]*generationv1.LlmStreamResponse{r.m}); d[0] != fmt.Sprint(i) {
 				t.Fatalf("event %d has delta %q", i, d[0])
 			}
 		case <-time.After(3 * time.Second):
@@ -350,10 +350,10 @@ func TestE2E_LLMStream_EachEventForwardedBeforeNextIsSent(t *testing.T) {
 
 // ---- 2. termination ----
 
-// TestE2E_LLMStream_EndsOnFinishReasonWithoutDone (gateway style): the event with a
+// TestE2E_LlmStream_EndsOnFinishReasonWithoutDone (gateway style): the event with a
 // finish_reason ends the call OK at once; the simulator's later (garbage) event is
 // never read and the upstream request is closed.
-func TestE2E_LLMStream_EndsOnFinishReasonWithoutDone(t *testing.T) {
+func TestE2E_LlmStream_EndsOnFinishReasonWithoutDone(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
 	h.sim.Script(livepeer.PipelineLLM, livepeertest.Step{
@@ -373,9 +373,9 @@ func TestE2E_LLMStream_EndsOnFinishReasonWithoutDone(t *testing.T) {
 	}
 }
 
-// TestE2E_LLMStream_EndsOnDoneRunnerStyle (runner style): `data: [DONE]` ends the call
+// TestE2E_LlmStream_EndsOnDoneRunnerStyle (runner style): `data: [DONE]` ends the call
 // OK although no event had a finish_reason; what follows is never read.
-func TestE2E_LLMStream_EndsOnDoneRunnerStyle(t *testing.T) {
+func TestE2E_LlmStream_EndsOnDoneRunnerStyle(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
 	h.sim.Script(livepeer.PipelineLLM, livepeertest.Step{
@@ -392,9 +392,9 @@ func TestE2E_LLMStream_EndsOnDoneRunnerStyle(t *testing.T) {
 	}
 }
 
-// TestE2E_LLMStream_SimulatorDefaultStream: the simulator's own (unscripted) stream,
+// TestE2E_LlmStream_SimulatorDefaultStream: the simulator's own (unscripted) stream,
 // as the go-livepeer gateway relays it, comes through whole and ends OK.
-func TestE2E_LLMStream_SimulatorDefaultStream(t *testing.T) {
+func TestE2E_LlmStream_SimulatorDefaultStream(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
 	msgs, err := stRecvAll(stOpenStream(t, ctxTimeout(t, 10*time.Second), h))
@@ -416,10 +416,10 @@ func TestE2E_LLMStream_SimulatorDefaultStream(t *testing.T) {
 
 // ---- 3. truncation ----
 
-// TestE2E_LLMStream_TruncatedIsUnavailable: the stream ends before its final event
+// TestE2E_LlmStream_TruncatedIsUnavailable: the stream ends before its final event
 // (cleanly, or by the connection being cut): the caller first receives the earlier
 // events, then UNAVAILABLE / UPSTREAM_STREAM_TRUNCATED. Not retried (one request).
-func TestE2E_LLMStream_TruncatedIsUnavailable(t *testing.T) {
+func TestE2E_LlmStream_TruncatedIsUnavailable(t *testing.T) {
 	t.Parallel()
 	for name, step := range map[string]livepeertest.Step{
 		"EOF before final": {Events: []string{stEvent("a", "", 1), stEvent("b", "", 2)}, EventInterval: 10 * time.Millisecond, Truncate: true},
@@ -442,10 +442,10 @@ func TestE2E_LLMStream_TruncatedIsUnavailable(t *testing.T) {
 
 // ---- 4. error event ----
 
-// TestE2E_LLMStream_ErrorEventIsInternal: the runner's `data: {"error": "GPU out of
+// TestE2E_LlmStream_ErrorEventIsInternal: the runner's `data: {"error": "GPU out of
 // memory."}` mid-stream ends the call with INTERNAL / UPSTREAM_INTERNAL_ERROR whose
 // upstreamMessage carries the text, after the earlier events were delivered.
-func TestE2E_LLMStream_ErrorEventIsInternal(t *testing.T) {
+func TestE2E_LlmStream_ErrorEventIsInternal(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
 	h.sim.Script(livepeer.PipelineLLM, livepeertest.Step{
@@ -464,10 +464,10 @@ func TestE2E_LLMStream_ErrorEventIsInternal(t *testing.T) {
 
 // ---- 5. idle timeout ----
 
-// TestE2E_LLMStream_IdleTimeout: StreamIdleTimeout 150 ms and a 1 s silence after the
+// TestE2E_LlmStream_IdleTimeout: StreamIdleTimeout 150 ms and a 1 s silence after the
 // first event: UNAVAILABLE / UPSTREAM_TIMEOUT well before the next event would come
 // (< 600 ms after the first), and the upstream request is closed.
-func TestE2E_LLMStream_IdleTimeout(t *testing.T) {
+func TestE2E_LlmStream_IdleTimeout(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, withServer(func(c *server.Config) { c.StreamIdleTimeout = 150 * time.Millisecond }))
 	h.sim.Script(livepeer.PipelineLLM, livepeertest.Step{Events: []string{stEvent("a", "", 1), stEvent("b", "", 2)}, EventInterval: time.Second})
@@ -488,9 +488,9 @@ func TestE2E_LLMStream_IdleTimeout(t *testing.T) {
 	}
 }
 
-// TestE2E_LLMStream_IdleTimeoutNotBeforeFirstEvent: a slow start (or Studio's whole
+// TestE2E_LlmStream_IdleTimeoutNotBeforeFirstEvent: a slow start (or Studio's whole
 // buffered stream arriving late) is bounded by the deadline, not the idle timeout.
-func TestE2E_LLMStream_IdleTimeoutNotBeforeFirstEvent(t *testing.T) {
+func TestE2E_LlmStream_IdleTimeoutNotBeforeFirstEvent(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, withServer(func(c *server.Config) { c.StreamIdleTimeout = 100 * time.Millisecond }))
 	h.sim.Script(livepeer.PipelineLLM, livepeertest.Step{Delay: 400 * time.Millisecond, Events: []string{stEvent("late", "", 1)}})
@@ -503,9 +503,9 @@ func TestE2E_LLMStream_IdleTimeoutNotBeforeFirstEvent(t *testing.T) {
 
 // ---- 6. cancellation ----
 
-// TestE2E_LLMStream_CancelReachesUpstream: the caller cancels mid-stream; the
+// TestE2E_LlmStream_CancelReachesUpstream: the caller cancels mid-stream; the
 // simulator sees its request go away within 100 ms, and the call is logged CANCELLED.
-func TestE2E_LLMStream_CancelReachesUpstream(t *testing.T) {
+func TestE2E_LlmStream_CancelReachesUpstream(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
 	events := make([]string, 40)
@@ -540,10 +540,10 @@ func TestE2E_LLMStream_CancelReachesUpstream(t *testing.T) {
 
 // ---- 7. Studio-style buffered answer ----
 
-// TestE2E_LLMStream_BufferedJSONAnswer: a stream request answered with one
+// TestE2E_LlmStream_BufferedJSONAnswer: a stream request answered with one
 // application/json completion (Studio buffers the upstream body) yields one message
 // whose delta is the whole content with finish_reason set, then OK.
-func TestE2E_LLMStream_BufferedJSONAnswer(t *testing.T) {
+func TestE2E_LlmStream_BufferedJSONAnswer(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
 	h.sim.Script(livepeer.PipelineLLM, livepeertest.Step{Body: `{"id":"chatcmpl-buf","model":"meta-llama/Meta-Llama-3.1-8B-Instruct","created":1735689600,` +
@@ -558,7 +558,7 @@ func TestE2E_LLMStream_BufferedJSONAnswer(t *testing.T) {
 	}
 	m := msgs[0]
 	ch := m.GetChoices()[0]
-	if ch.GetDelta().GetContent() != "Hello there, the whole answer." || ch.GetDelta().GetRole() != "assistant" || ch.GetFinishReason() != "stop" || ch.GetMessage() != nil {
+	if ch.GetDelta().GetContent() != "Hello there, the whole answer." || ch.GetDelta().GetRole() != generationv1.LlmRole_LLM_ROLE_ASSISTANT || ch.GetFinishReason() != "stop" || ch.GetMessage() != nil {
 		t.Errorf("choice = %v", ch)
 	}
 	if m.GetId() != "chatcmpl-buf" || m.GetUsage().GetTotalTokens() != 7 {
@@ -568,9 +568,9 @@ func TestE2E_LLMStream_BufferedJSONAnswer(t *testing.T) {
 
 // ---- 9. deadlines on a stream ----
 
-// TestE2E_LLMStream_CallerDeadlineMidStream: the caller's deadline passing mid-stream
+// TestE2E_LlmStream_CallerDeadlineMidStream: the caller's deadline passing mid-stream
 // ends the call DEADLINE_EXCEEDED and the upstream request is cancelled.
-func TestE2E_LLMStream_CallerDeadlineMidStream(t *testing.T) {
+func TestE2E_LlmStream_CallerDeadlineMidStream(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
 	h.sim.Script(livepeer.PipelineLLM, livepeertest.Step{Events: []string{stEvent("a", "", 1), stEvent("b", "", 2)}, EventInterval: 3 * time.Second})
@@ -584,11 +584,11 @@ func TestE2E_LLMStream_CallerDeadlineMidStream(t *testing.T) {
 	}
 }
 
-// TestE2E_LLMStream_PipelineTimeoutMidStream: without a caller deadline the llm
+// TestE2E_LlmStream_PipelineTimeoutMidStream: without a caller deadline the llm
 // per-pipeline timeout bounds the stream; when it expires mid-stream the caller gets
 // UNAVAILABLE / UPSTREAM_TIMEOUT (DESIGN §7 "our per-attempt timeout"), not
 // UPSTREAM_STREAM_TRUNCATED, which would blame the gateway.
-func TestE2E_LLMStream_PipelineTimeoutMidStream(t *testing.T) {
+func TestE2E_LlmStream_PipelineTimeoutMidStream(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, withUpstream(func(c *livepeer.Config) {
 		c.Timeouts = map[string]time.Duration{livepeer.PipelineLLM: 250 * time.Millisecond}

@@ -46,7 +46,7 @@ func TestTLS_NoClientCertificate(t *testing.T) {
 		}
 	}
 
-	stream, err := c.LLMStream(ctx, &generationv1.LLMStreamRequest{Messages: []*generationv1.LLMMessage{{Role: "user", Content: "hi"}}})
+	stream, err := c.LlmStream(ctx, &generationv1.LlmRequest{Messages: []*generationv1.LlmMessage{{Role: generationv1.LlmRole_LLM_ROLE_USER, Content: "hi"}}})
 	if err == nil {
 		_, err = stream.Recv()
 	}

@@ -53,24 +53,33 @@ func TestQuirk_StudioRefusesPromptsThatBeginWithANumber(t *testing.T) {
 	}
 }
 
-// return_timestamps in any of the caller's spellings passes Studio's coercion and
-// reaches the gateway as a value the runner reads the same way (§12.1).
+// Every return_timestamps setting passes Studio's coercion and reaches the gateway as
+// a value the runner reads as meant (§12.1): none is "False", which Studio keeps a
+// string, where "false" would become a boolean and be refused. Unspecified sends
+// nothing, for the gateway's default.
 func TestQuirk_StudioReturnTimestamps(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, withSim(studio))
-	want := map[string]string{
-		"true": "sentence", "TRUE": "sentence", "1": "sentence", "Sentence": "sentence",
-		"false": "False", "0": "False", "False": "False", "word": "word", "WORD": "word",
+	want := map[generationv1.ReturnTimestamps]string{
+		generationv1.ReturnTimestamps_RETURN_TIMESTAMPS_UNSPECIFIED: "",
+		generationv1.ReturnTimestamps_RETURN_TIMESTAMPS_SENTENCE:    "sentence",
+		generationv1.ReturnTimestamps_RETURN_TIMESTAMPS_WORD:        "word",
+		generationv1.ReturnTimestamps_RETURN_TIMESTAMPS_NONE:        "False",
 	}
 	for in, sent := range want {
 		h.sim.Reset()
-		_, err := h.client.AudioToText(ctxTimeout(t, 5*time.Second), &generationv1.AudioToTextRequest{Audio: &generationv1.InputFile{Content: wavBytes}, ReturnTimestamps: ptr(in)})
+		_, err := h.client.AudioToText(ctxTimeout(t, 5*time.Second), &generationv1.AudioToTextRequest{Audio: &generationv1.InputFile{Content: wavBytes}, ReturnTimestamps: in})
 		if err != nil {
-			t.Errorf("return_timestamps %q: %v", in, err)
+			t.Errorf("return_timestamps %s: %v", in, err)
 			continue
 		}
-		if reqs := h.sim.Requests(); len(reqs) != 1 || reqs[0].Form["return_timestamps"] != sent {
-			t.Errorf("return_timestamps %q: gateway got %+v, want %q", in, formOf(reqs), sent)
+		reqs := h.sim.Requests()
+		got, has := "", false
+		if len(reqs) == 1 {
+			got, has = reqs[0].Form["return_timestamps"]
+		}
+		if len(reqs) != 1 || got != sent || has != (sent != "") {
+			t.Errorf("return_timestamps %s: gateway got %+v, want %q", in, formOf(reqs), sent)
 		}
 	}
 }
@@ -124,7 +133,7 @@ func TestQuirk_GoLivepeerLLMBadRequestArrivesAs500(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, withSim(goLivepeer))
 	h.sim.Script(livepeer.PipelineLLM, livepeertest.Step{Status: 400, Body: livepeertest.RunnerError("pipeline configured with A but called with B")})
-	_, err := h.client.LLM(ctxTimeout(t, 5*time.Second), &generationv1.LLMRequest{Messages: []*generationv1.LLMMessage{{Role: "user", Content: "hi"}}})
+	_, err := h.client.Llm(ctxTimeout(t, 5*time.Second), &generationv1.LlmRequest{Messages: []*generationv1.LlmMessage{{Role: generationv1.LlmRole_LLM_ROLE_USER, Content: "hi"}}})
 	st := requireStatus(t, err, codes.Internal, "UPSTREAM_INTERNAL_ERROR")
 	if !strings.Contains(st.Message(), "runner's 400") {
 		t.Errorf("message %q", st.Message())
@@ -137,7 +146,7 @@ func TestQuirk_GoLivepeerStreamCut(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, withSim(goLivepeer))
 	h.sim.Script(livepeer.PipelineLLM, livepeertest.Step{RunnerErrorMidStream: "CUDA out of memory", RunnerErrorAfter: 2})
-	s, err := h.client.LLMStream(ctxTimeout(t, 5*time.Second), &generationv1.LLMStreamRequest{Messages: []*generationv1.LLMMessage{{Role: "user", Content: "hi"}}})
+	s, err := h.client.LlmStream(ctxTimeout(t, 5*time.Second), &generationv1.LlmRequest{Messages: []*generationv1.LlmMessage{{Role: generationv1.LlmRole_LLM_ROLE_USER, Content: "hi"}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -153,8 +162,8 @@ func TestQuirk_TopPZeroAccepted(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
 	zero := 0.0
-	if _, err := h.client.LLM(ctxTimeout(t, 5*time.Second), &generationv1.LLMRequest{
-		Messages: []*generationv1.LLMMessage{{Role: "user", Content: "hi"}}, TopP: &zero,
+	if _, err := h.client.Llm(ctxTimeout(t, 5*time.Second), &generationv1.LlmRequest{
+		Messages: []*generationv1.LlmMessage{{Role: generationv1.LlmRole_LLM_ROLE_USER, Content: "hi"}}, TopP: &zero,
 	}); err != nil {
 		t.Errorf("top_p 0: %v", err)
 	}

@@ -1,10 +1,11 @@
 package server
 
 import (
-	"encoding/json"
 	"fmt"
+	"maps"
 	"math"
 	"mime"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode"
@@ -70,6 +71,19 @@ const (
 	// (MAX_MODEL_LEN, UPSTREAM.md §3.7, §5) and the gateway prices a request by
 	// max_tokens, so more can never be generated and would only be paid for.
 	maxLLMTokens = 8192
+	// maxLoras bounds the number of LoRA adapters (our own bound): the runner loads
+	// each one onto the GPU before generating, and LoRAs are combined a few at a time;
+	// dozens would only make the call slow and likely fail upstream.
+	maxLoras = 16
+	// maxLoraName bounds a LoRA adapter name, a Hugging Face repository id: the Hub
+	// allows 96 characters for each of owner and name.
+	maxLoraName = 256
+	// maxPoints bounds point_coords (our own bound): SAM2 encodes each point as a
+	// prompt token; a few, or a few dozen, pick an object, and thousands are no prompt.
+	maxPoints = 1024
+	// maskInputSide: SAM2 takes mask_input as a 256×256 low-resolution mask, the size
+	// of the logits it returns (UPSTREAM.md §3.6); another size fails in the runner.
+	maskInputSide = 256
 	// maxContentTypeLen bounds InputFile.content_type: RFC 6838 limits type and subtype
 	// names to 127 characters each.
 	maxContentTypeLen = 255
@@ -153,19 +167,38 @@ func (v *violations) seed(field string, x *int64) {
 	}
 }
 
-func (v *violations) jsonArray(field string, s *string) {
-	if s == nil {
-		return
+// finite checks that a number a request carries into JSON is finite: JSON has no NaN or
+// infinity, and the gateway's parser would refuse the text.
+func (v *violations) finite(field string, x float64) bool {
+	if math.IsNaN(x) || math.IsInf(x, 0) {
+		v.add(field, fmt.Sprintf("must be a finite number (got %v)", x))
+		return false
 	}
-	var arr []any
-	if err := json.Unmarshal([]byte(*s), &arr); err != nil {
-		v.add(field, "must be a JSON array, e.g. [[120, 80]]")
+	return true
+}
+
+// loras checks the LoRA map. Keys are checked in sorted order, so the violations
+// come out the same for the same request.
+func (v *violations) loras(l map[string]float64) {
+	if len(l) > maxLoras {
+		v.add("loras", fmt.Sprintf("must name at most %d LoRA adapters (got %d)", maxLoras, len(l)))
+	}
+	for _, name := range slices.Sorted(maps.Keys(l)) {
+		switch {
+		case strings.TrimSpace(name) == "":
+			v.add("loras", "adapter names must not be empty")
+		case len(name) > maxLoraName:
+			v.add("loras", fmt.Sprintf("adapter names must be at most %d bytes (got one of %d)", maxLoraName, len(name)))
+		default:
+			v.finite(fmt.Sprintf("loras[%q]", name), l[name])
+		}
 	}
 }
 
 func validateTextToImage(r *generationv1.TextToImageRequest) violations {
 	var v violations
 	v.required("prompt", r.GetPrompt())
+	v.loras(r.GetLoras())
 	v.pixels("height", r.Height)
 	v.pixels("width", r.Width)
 	v.floatRange("guidance_scale", r.GuidanceScale, 0, maxGuidance)
@@ -179,6 +212,7 @@ func validateImageToImage(r *generationv1.ImageToImageRequest) violations {
 	var v violations
 	v.required("prompt", r.GetPrompt())
 	v.file("image", r.GetImage())
+	v.loras(r.GetLoras())
 	// strength: "Degree of transformation ... (0 to 1)" in the gateway spec.
 	v.floatRange("strength", r.Strength, 0, 1)
 	v.floatRange("guidance_scale", r.GuidanceScale, 0, maxGuidance)
@@ -214,14 +248,12 @@ func validateUpscale(r *generationv1.UpscaleRequest) violations {
 	return v
 }
 
-var returnTimestamps = map[string]bool{"sentence": true, "word": true, "true": true, "false": true, "1": true, "0": true}
-
 func validateAudioToText(r *generationv1.AudioToTextRequest) violations {
 	var v violations
 	v.file("audio", r.GetAudio())
-	// Any letter case: genservice spells the value for the gateway (livepeer.gatewayTimestamps).
-	if r.ReturnTimestamps != nil && !returnTimestamps[strings.ToLower(*r.ReturnTimestamps)] {
-		v.add("return_timestamps", `must be "sentence", "word", "true" or "false" (any letter case; "1" and "0" also work)`)
+	// An open enum can carry a number this version does not know.
+	if _, ok := timestamps[r.GetReturnTimestamps()]; !ok {
+		v.add("return_timestamps", fmt.Sprintf("must be RETURN_TIMESTAMPS_SENTENCE, RETURN_TIMESTAMPS_WORD, RETURN_TIMESTAMPS_NONE or unset (got %d)", r.GetReturnTimestamps()))
 	}
 	return v
 }
@@ -229,36 +261,85 @@ func validateAudioToText(r *generationv1.AudioToTextRequest) violations {
 func validateSegmentAnything2(r *generationv1.SegmentAnything2Request) violations {
 	var v violations
 	v.file("image", r.GetImage())
-	v.jsonArray("point_coords", r.PointCoords)
-	v.jsonArray("point_labels", r.PointLabels)
-	v.jsonArray("box", r.Box)
-	v.jsonArray("mask_input", r.MaskInput)
+	points, labels := r.GetPointCoords(), r.GetPointLabels()
+	if len(points) > maxPoints {
+		v.add("point_coords", fmt.Sprintf("must have at most %d points (got %d)", maxPoints, len(points)))
+	} else {
+		for i, p := range points {
+			v.finite("point_coords["+itoa(i)+"].x", p.GetX())
+			v.finite("point_coords["+itoa(i)+"].y", p.GetY())
+		}
+	}
+	// The runner pairs points and labels by position.
+	if len(labels) != len(points) {
+		v.add("point_labels", fmt.Sprintf("must have one label per point_coords entry (got %d labels for %d points)", len(labels), len(points)))
+	} else {
+		for i, l := range labels {
+			if l != 0 && l != 1 {
+				v.add("point_labels["+itoa(i)+"]", fmt.Sprintf("must be 1 (foreground) or 0 (background) (got %d)", l))
+			}
+		}
+	}
+	if b := r.GetBox(); b != nil {
+		ok := v.finite("box.x1", b.GetX1())
+		ok = v.finite("box.y1", b.GetY1()) && ok
+		ok = v.finite("box.x2", b.GetX2()) && ok
+		ok = v.finite("box.y2", b.GetY2()) && ok
+		if ok && (b.GetX1() > b.GetX2() || b.GetY1() > b.GetY2()) {
+			v.add("box", "must go from its top-left corner (x1, y1) to its bottom-right corner (x2, y2): x1 <= x2 and y1 <= y2")
+		}
+	}
+	if m := r.GetMaskInput(); m != nil {
+		v.maskInput(m)
+	}
 	return v
 }
 
-var llmRoles = map[string]bool{"system": true, "user": true, "assistant": true}
+func (v *violations) maskInput(m *generationv1.Mask) {
+	h, w, n := m.GetHeight(), m.GetWidth(), len(m.GetValues())
+	if h != maskInputSide || w != maskInputSide {
+		v.add("mask_input", fmt.Sprintf("must be %d×%d, the size of the logits SAM2 returns (got height %d, width %d)", maskInputSide, maskInputSide, h, w))
+	}
+	if int64(h)*int64(w) != int64(n) {
+		v.add("mask_input.values", fmt.Sprintf("must hold height×width values (got %d for %d×%d)", n, h, w))
+	}
+	// One violation for the first bad value is enough to act on.
+	for i, x := range m.GetValues() {
+		if !v.finite("mask_input.values["+itoa(i)+"]", float64(x)) {
+			break
+		}
+	}
+}
 
-func validateLLM(messages []*generationv1.LLMMessage, temperature *float64, maxTokens *int32, topP *float64, topK *int32) violations {
+func validateLlm(r *generationv1.LlmRequest) violations {
 	var v violations
-	if len(messages) == 0 {
+	if len(r.GetMessages()) == 0 {
 		v.add("messages", "is required: at least one message")
 	}
-	for i, m := range messages {
-		if !llmRoles[m.GetRole()] {
-			v.add("messages["+itoa(i)+"].role", `must be "system", "user" or "assistant"`)
+	for i, m := range r.GetMessages() {
+		if _, ok := llmRoles[m.GetRole()]; !ok {
+			v.add("messages["+itoa(i)+"].role", fmt.Sprintf("must be LLM_ROLE_SYSTEM, LLM_ROLE_USER or LLM_ROLE_ASSISTANT (got %s)", roleName(m.GetRole())))
 		}
 	}
 	// The ranges the runner enforces (UPSTREAM.md §12.6): temperature 0–2, top_p 0–1
 	// inclusive, max_tokens at least 1.
-	v.floatRange("temperature", temperature, 0, maxTemperature)
-	v.intRange("max_tokens", maxTokens, 1, maxLLMTokens)
-	v.floatRange("top_p", topP, 0, 1)
+	v.floatRange("temperature", r.Temperature, 0, maxTemperature)
+	v.intRange("max_tokens", r.MaxTokens, 1, maxLLMTokens)
+	v.floatRange("top_p", r.TopP, 0, 1)
 	// top_k: -1 disables it; there is no upper bound because a top_k larger than the
 	// model's vocabulary simply keeps every token.
-	if topK != nil && *topK != -1 && *topK < 1 {
+	if topK := r.TopK; topK != nil && *topK != -1 && *topK < 1 {
 		v.add("top_k", fmt.Sprintf("must be -1 (disabled) or at least 1 when set (got %d)", *topK))
 	}
 	return v
+}
+
+// roleName is the enum value's name, or its number when this version does not know it.
+func roleName(r generationv1.LlmRole) string {
+	if name, ok := generationv1.LlmRole_name[int32(r)]; ok {
+		return name
+	}
+	return strconv.Itoa(int(r))
 }
 
 func validateImageToText(r *generationv1.ImageToTextRequest) violations {

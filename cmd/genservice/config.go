@@ -183,7 +183,7 @@ func serveFlags(fs *flag.FlagSet, c *serveConfig) {
 	fs.BoolVar(&c.AllowNonLoopbackMesh, "mesh-allow-non-loopback", false, "in mesh mode, allow a plaintext listener on a non-loopback address (only if the pod network cannot reach it except through the sidecar)")
 	fs.DurationVar(&c.MaxConnAge, "max-connection-age", server.DefaultMaxConnectionAge, "clients reconnect after this long, picking up rotated certificates and new replicas")
 	fs.DurationVar(&c.MaxConnGrace, "max-connection-age-grace", server.DefaultMaxConnectionAgeGrace, "how long calls on an aged connection may still run; keep it above the longest call (--pipeline-timeout) or long generations are cut")
-	fs.DurationVar(&c.StreamIdle, "stream-idle-timeout", livepeer.DefaultStreamIdleTimeout, "longest gap between two LLMStream events before the call fails with UPSTREAM_TIMEOUT")
+	fs.DurationVar(&c.StreamIdle, "stream-idle-timeout", livepeer.DefaultStreamIdleTimeout, "longest gap between two LlmStream events before the call fails with UPSTREAM_TIMEOUT")
 }
 
 // defaultTimeouts lists livepeer.DefaultTimeouts for --help, in pipeline order.

@@ -148,7 +148,7 @@ func demo(ctx context.Context, args []string, out io.Writer) error {
 	fmt.Fprintf(out, "\nTry it by hand (grpcurl; from this repository also: go tool -modfile=tools/go.mod grpcurl ...):\n\n")
 	fmt.Fprintf(out, "  # list the services through reflection\n  grpcurl -cacert %s -cert %s -key %s %s list\n\n", files.caCert, files.clientCert, files.clientKey, addr)
 	fmt.Fprintf(out, "  # text-to-image\n  %s\n\n", grpcurl(addr, "TextToImage", `{"prompt":"a lighthouse at dusk","seed":7}`))
-	fmt.Fprintf(out, "  # LLM\n  %s\n\n", grpcurl(addr, "LLM", `{"messages":[{"role":"user","content":"Say hi"}]}`))
+	fmt.Fprintf(out, "  # Llm\n  %s\n\n", grpcurl(addr, "Llm", `{"messages":[{"role":"LLM_ROLE_USER","content":"Say hi"}]}`))
 	fmt.Fprintf(out, "  # the backend key rejected upstream: UNAUTHENTICATED with ErrorInfo and Help\n  %s\n\n", grpcurl(revokedAddr, "TextToImage", `{"prompt":"a lighthouse at dusk"}`))
 	fmt.Fprintf(out, "  # no client certificate: UNAUTHENTICATED, reason CLIENT_CERTIFICATE_REQUIRED\n  grpcurl -cacert %s -d '{\"prompt\":\"x\"}' %s livepeer.generation.v1.GenerationService/TextToImage\n\n", files.caCert, addr)
 
@@ -233,16 +233,16 @@ func demoCalls(ctx context.Context, out io.Writer, files *demoFiles, addr, revok
 	for _, m := range img.GetImages() {
 		fmt.Fprintf(out, "   OK  image %s seed=%d nsfw=%v\n", m.GetUrl(), m.GetSeed(), m.GetNsfw())
 	}
-	fmt.Fprintf(out, "\n2. LLM:\n")
-	llm, err := ok.LLM(cctx, &generationv1.LLMRequest{Messages: []*generationv1.LLMMessage{{Role: "user", Content: "Say hi"}}})
+	fmt.Fprintf(out, "\n2. Llm:\n")
+	llm, err := ok.Llm(cctx, &generationv1.LlmRequest{Messages: []*generationv1.LlmMessage{{Role: generationv1.LlmRole_LLM_ROLE_USER, Content: "Say hi"}}})
 	if err != nil {
 		return fmt.Errorf("demo call failed: %v", err)
 	}
 	for _, c := range llm.GetChoices() {
 		fmt.Fprintf(out, "   OK  %s: %q (finish_reason=%s, %d tokens)\n", c.GetMessage().GetRole(), c.GetMessage().GetContent(), c.GetFinishReason(), llm.GetUsage().GetTotalTokens())
 	}
-	fmt.Fprintf(out, "\n3. LLMStream, one message per upstream event:\n   ")
-	st, err := ok.LLMStream(cctx, &generationv1.LLMStreamRequest{Messages: []*generationv1.LLMMessage{{Role: "user", Content: "Count to three"}}})
+	fmt.Fprintf(out, "\n3. LlmStream, one message per upstream event:\n   ")
+	st, err := ok.LlmStream(cctx, &generationv1.LlmRequest{Messages: []*generationv1.LlmMessage{{Role: generationv1.LlmRole_LLM_ROLE_USER, Content: "Count to three"}}})
 	if err != nil {
 		return fmt.Errorf("demo call failed: %v", err)
 	}

@@ -553,8 +553,8 @@ var methodPipelines = map[string]string{
 	"Upscale":          livepeer.PipelineUpscale,
 	"AudioToText":      livepeer.PipelineAudioToText,
 	"SegmentAnything2": livepeer.PipelineSegmentAnything2,
-	"LLM":              livepeer.PipelineLLM,
-	"LLMStream":        livepeer.PipelineLLM,
+	"Llm":              livepeer.PipelineLLM,
+	"LlmStream":        livepeer.PipelineLLM,
 	"ImageToText":      livepeer.PipelineImageToText,
 	"TextToSpeech":     livepeer.PipelineTextToSpeech,
 }

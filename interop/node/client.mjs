@@ -110,9 +110,50 @@ test(`TextToImage over mTLS on ${addr} returns an image URL`, async () => {
   console.log(`      image ${res.images[0].url} seed=${res.images[0].seed}`);
 });
 
-test(`LLMStream on ${addr}: reads every event to the end (OK status, final finish_reason)`, async () => {
-  const stream = client(addr, mtls).LLMStream(
-    { messages: [{ role: 'user', content: 'Count to three' }] },
+test(`Llm on ${addr}: roles are enum names both ways`, async () => {
+  const res = await call(client(addr, mtls), 'Llm', {
+    messages: [
+      { role: 'LLM_ROLE_SYSTEM', content: 'Be brief.' },
+      { role: 'LLM_ROLE_USER', content: 'Say hi' },
+    ],
+  });
+  assert.equal(res.choices?.length, 1, 'one choice');
+  assert.equal(res.choices[0].message?.role, 'LLM_ROLE_ASSISTANT');
+  assert.ok(res.choices[0].message?.content, 'the answer has text');
+  console.log(`      ${res.choices[0].message.role}: ${JSON.stringify(res.choices[0].message.content)}`);
+});
+
+test(`Llm on ${addr}: a message without a role is INVALID_ARGUMENT naming messages[0].role`, async () => {
+  const err = await expectFailure(() => call(client(addr, mtls), 'Llm', { messages: [{ content: 'hi' }] }));
+  assert.equal(err.code, grpc.status.INVALID_ARGUMENT, `status code (${err.message})`);
+  assert.equal(errorInfo(err).reason, 'INVALID_REQUEST');
+  assert.match(err.details, /messages\[0\]\.role/);
+});
+
+// A 1×1 PNG: the simulator segments any image.
+const png = Buffer.from(
+  'iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==',
+  'base64',
+);
+
+test(`SegmentAnything2 on ${addr}: typed prompts in, typed masks out`, async () => {
+  const res = await call(client(addr, mtls), 'SegmentAnything2', {
+    image: { content: png, content_type: 'image/png' },
+    point_coords: [{ x: 0.5, y: 0.5 }],
+    point_labels: [1],
+    box: { x1: 0, y1: 0, x2: 1, y2: 1 },
+  });
+  assert.ok(res.masks.length > 0, 'at least one mask');
+  assert.equal(res.scores.length, res.masks.length, 'one score per mask');
+  for (const m of res.masks) {
+    assert.equal(m.values.length, m.height * m.width, `a ${m.height}×${m.width} mask has height×width values`);
+  }
+  console.log(`      ${res.masks.length} masks of ${res.masks[0].height}×${res.masks[0].width}, scores ${JSON.stringify(res.scores)}`);
+});
+
+test(`LlmStream on ${addr}: reads every event to the end (OK status, final finish_reason)`, async () => {
+  const stream = client(addr, mtls).LlmStream(
+    { messages: [{ role: 'LLM_ROLE_USER', content: 'Count to three' }] },
     { deadline: new Date(Date.now() + DEADLINE_MS) },
   );
   const events = [];

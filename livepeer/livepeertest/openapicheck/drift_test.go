@@ -31,12 +31,9 @@ var pipelineMessages = map[string][]protoreflect.MessageDescriptor{
 	"upscale":            {(&generationv1.UpscaleRequest{}).ProtoReflect().Descriptor()},
 	"audio-to-text":      {(&generationv1.AudioToTextRequest{}).ProtoReflect().Descriptor()},
 	"segment-anything-2": {(&generationv1.SegmentAnything2Request{}).ProtoReflect().Descriptor()},
-	// One pipeline, two RPCs (unary and server-streaming) with the same
-	// fields; both are checked against the spec.
-	"llm": {
-		(&generationv1.LLMRequest{}).ProtoReflect().Descriptor(),
-		(&generationv1.LLMStreamRequest{}).ProtoReflect().Descriptor(),
-	},
+	// One pipeline, two RPCs (Llm and the server-streaming LlmStream) that
+	// take the same LlmRequest.
+	"llm":            {(&generationv1.LlmRequest{}).ProtoReflect().Descriptor()},
 	"image-to-text":  {(&generationv1.ImageToTextRequest{}).ProtoReflect().Descriptor()},
 	"text-to-speech": {(&generationv1.TextToSpeechRequest{}).ProtoReflect().Descriptor()},
 }
@@ -63,8 +60,7 @@ var protoOnly = map[string][]string{
 // specOnly are spec request fields the proto deliberately omits, by
 // pipeline.
 var specOnly = map[string][]string{
-	// genservice sets stream itself: false for the LLM RPC, true for
-	// LLMStream.
+	// genservice sets stream itself: false for Llm, true for LlmStream.
 	"llm": {"stream"},
 }
 
@@ -118,7 +114,9 @@ func protoFields() fieldSet {
 }
 
 // messageFieldMismatch reports fields that differ between the messages of
-// one pipeline (LLMRequest and LLMStreamRequest must stay twins).
+// one pipeline, should a pipeline ever be carried by more than one request
+// message again (llm once had a separate stream request that had to stay
+// its twin).
 func messageFieldMismatch() []string {
 	var out []string
 	for name, msgs := range pipelineMessages {

@@ -21,6 +21,121 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// ReturnTimestamps says which timestamps AudioToText returns.
+type ReturnTimestamps int32
+
+const (
+	// The gateway's default: sentence timestamps.
+	ReturnTimestamps_RETURN_TIMESTAMPS_UNSPECIFIED ReturnTimestamps = 0
+	// One chunk per sentence, with its start and end.
+	ReturnTimestamps_RETURN_TIMESTAMPS_SENTENCE ReturnTimestamps = 1
+	// One chunk per word.
+	ReturnTimestamps_RETURN_TIMESTAMPS_WORD ReturnTimestamps = 2
+	// No chunks: only the whole text.
+	ReturnTimestamps_RETURN_TIMESTAMPS_NONE ReturnTimestamps = 3
+)
+
+// Enum value maps for ReturnTimestamps.
+var (
+	ReturnTimestamps_name = map[int32]string{
+		0: "RETURN_TIMESTAMPS_UNSPECIFIED",
+		1: "RETURN_TIMESTAMPS_SENTENCE",
+		2: "RETURN_TIMESTAMPS_WORD",
+		3: "RETURN_TIMESTAMPS_NONE",
+	}
+	ReturnTimestamps_value = map[string]int32{
+		"RETURN_TIMESTAMPS_UNSPECIFIED": 0,
+		"RETURN_TIMESTAMPS_SENTENCE":    1,
+		"RETURN_TIMESTAMPS_WORD":        2,
+		"RETURN_TIMESTAMPS_NONE":        3,
+	}
+)
+
+func (x ReturnTimestamps) Enum() *ReturnTimestamps {
+	p := new(ReturnTimestamps)
+	*p = x
+	return p
+}
+
+func (x ReturnTimestamps) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ReturnTimestamps) Descriptor() protoreflect.EnumDescriptor {
+	return file_livepeer_generation_v1_generation_service_proto_enumTypes[0].Descriptor()
+}
+
+func (ReturnTimestamps) Type() protoreflect.EnumType {
+	return &file_livepeer_generation_v1_generation_service_proto_enumTypes[0]
+}
+
+func (x ReturnTimestamps) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ReturnTimestamps.Descriptor instead.
+func (ReturnTimestamps) EnumDescriptor() ([]byte, []int) {
+	return file_livepeer_generation_v1_generation_service_proto_rawDescGZIP(), []int{0}
+}
+
+// LlmRole is the author of a message in a conversation.
+type LlmRole int32
+
+const (
+	// Not allowed in a request (INVALID_ARGUMENT). In a response: the gateway named no
+	// role, or one this version does not know; the content is still there.
+	LlmRole_LLM_ROLE_UNSPECIFIED LlmRole = 0
+	// Instructions for the model.
+	LlmRole_LLM_ROLE_SYSTEM LlmRole = 1
+	// The person (or service) asking.
+	LlmRole_LLM_ROLE_USER LlmRole = 2
+	// The model's earlier answers.
+	LlmRole_LLM_ROLE_ASSISTANT LlmRole = 3
+)
+
+// Enum value maps for LlmRole.
+var (
+	LlmRole_name = map[int32]string{
+		0: "LLM_ROLE_UNSPECIFIED",
+		1: "LLM_ROLE_SYSTEM",
+		2: "LLM_ROLE_USER",
+		3: "LLM_ROLE_ASSISTANT",
+	}
+	LlmRole_value = map[string]int32{
+		"LLM_ROLE_UNSPECIFIED": 0,
+		"LLM_ROLE_SYSTEM":      1,
+		"LLM_ROLE_USER":        2,
+		"LLM_ROLE_ASSISTANT":   3,
+	}
+)
+
+func (x LlmRole) Enum() *LlmRole {
+	p := new(LlmRole)
+	*p = x
+	return p
+}
+
+func (x LlmRole) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (LlmRole) Descriptor() protoreflect.EnumDescriptor {
+	return file_livepeer_generation_v1_generation_service_proto_enumTypes[1].Descriptor()
+}
+
+func (LlmRole) Type() protoreflect.EnumType {
+	return &file_livepeer_generation_v1_generation_service_proto_enumTypes[1]
+}
+
+func (x LlmRole) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use LlmRole.Descriptor instead.
+func (LlmRole) EnumDescriptor() ([]byte, []int) {
+	return file_livepeer_generation_v1_generation_service_proto_rawDescGZIP(), []int{1}
+}
+
 // InputFile is a media file uploaded to the gateway as a multipart part.
 type InputFile struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -171,8 +286,8 @@ func (x *Media) GetContentType() string {
 	return ""
 }
 
-// MediaURL is a generated file known only by its URL.
-type MediaURL struct {
+// MediaUrl is a generated file known only by its URL.
+type MediaUrl struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Absolute URL of the result. May be short-lived: fetch it promptly.
 	Url string `protobuf:"bytes,1,opt,name=url,proto3" json:"url,omitempty"`
@@ -184,20 +299,20 @@ type MediaURL struct {
 	sizeCache     protoimpl.SizeCache
 }
 
-func (x *MediaURL) Reset() {
-	*x = MediaURL{}
+func (x *MediaUrl) Reset() {
+	*x = MediaUrl{}
 	mi := &file_livepeer_generation_v1_generation_service_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
 
-func (x *MediaURL) String() string {
+func (x *MediaUrl) String() string {
 	return protoimpl.X.MessageStringOf(x)
 }
 
-func (*MediaURL) ProtoMessage() {}
+func (*MediaUrl) ProtoMessage() {}
 
-func (x *MediaURL) ProtoReflect() protoreflect.Message {
+func (x *MediaUrl) ProtoReflect() protoreflect.Message {
 	mi := &file_livepeer_generation_v1_generation_service_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
@@ -209,26 +324,26 @@ func (x *MediaURL) ProtoReflect() protoreflect.Message {
 	return mi.MessageOf(x)
 }
 
-// Deprecated: Use MediaURL.ProtoReflect.Descriptor instead.
-func (*MediaURL) Descriptor() ([]byte, []int) {
+// Deprecated: Use MediaUrl.ProtoReflect.Descriptor instead.
+func (*MediaUrl) Descriptor() ([]byte, []int) {
 	return file_livepeer_generation_v1_generation_service_proto_rawDescGZIP(), []int{2}
 }
 
-func (x *MediaURL) GetUrl() string {
+func (x *MediaUrl) GetUrl() string {
 	if x != nil {
 		return x.Url
 	}
 	return ""
 }
 
-func (x *MediaURL) GetContent() []byte {
+func (x *MediaUrl) GetContent() []byte {
 	if x != nil {
 		return x.Content
 	}
 	return nil
 }
 
-func (x *MediaURL) GetContentType() string {
+func (x *MediaUrl) GetContentType() string {
 	if x != nil {
 		return x.ContentType
 	}
@@ -244,9 +359,9 @@ type TextToImageRequest struct {
 	// Text prompt(s) guiding generation; separate several prompts with '|' if the model
 	// supports it. Required and non-empty.
 	Prompt string `protobuf:"bytes,2,opt,name=prompt,proto3" json:"prompt,omitempty"`
-	// LoRA adapters and weights as a JSON object in a string, e.g.
-	// "{\"latent-consistency/lcm-lora-sdxl\": 1.0}". Gateway default: none.
-	Loras *string `protobuf:"bytes,3,opt,name=loras,proto3,oneof" json:"loras,omitempty"`
+	// LoRA adapters and their weights, e.g. {"latent-consistency/lcm-lora-sdxl": 1.0}.
+	// genservice sends them as the JSON object the gateway takes. Empty: none.
+	Loras map[string]float64 `protobuf:"bytes,13,rep,name=loras,proto3" json:"loras,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"fixed64,2,opt,name=value"`
 	// Height of the image in pixels. Gateway default: 576 (a go-livepeer gateway uses 512).
 	Height *int32 `protobuf:"varint,4,opt,name=height,proto3,oneof" json:"height,omitempty"`
 	// Width of the image in pixels. Gateway default: 1024 (a go-livepeer gateway uses 512).
@@ -318,11 +433,11 @@ func (x *TextToImageRequest) GetPrompt() string {
 	return ""
 }
 
-func (x *TextToImageRequest) GetLoras() string {
-	if x != nil && x.Loras != nil {
-		return *x.Loras
+func (x *TextToImageRequest) GetLoras() map[string]float64 {
+	if x != nil {
+		return x.Loras
 	}
-	return ""
+	return nil
 }
 
 func (x *TextToImageRequest) GetHeight() int32 {
@@ -446,8 +561,9 @@ type ImageToImageRequest struct {
 	Prompt string `protobuf:"bytes,2,opt,name=prompt,proto3" json:"prompt,omitempty"`
 	// The image to transform. Required.
 	Image *InputFile `protobuf:"bytes,3,opt,name=image,proto3" json:"image,omitempty"`
-	// LoRA adapters and weights as a JSON object in a string. Gateway default: none.
-	Loras *string `protobuf:"bytes,4,opt,name=loras,proto3,oneof" json:"loras,omitempty"`
+	// LoRA adapters and their weights, e.g. {"latent-consistency/lcm-lora-sdxl": 1.0}.
+	// genservice sends them as the JSON object the gateway takes. Empty: none.
+	Loras map[string]float64 `protobuf:"bytes,14,rep,name=loras,proto3" json:"loras,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"fixed64,2,opt,name=value"`
 	// Degree of transformation of the input image, 0 to 1. Gateway default: 0.8.
 	Strength *float64 `protobuf:"fixed64,5,opt,name=strength,proto3,oneof" json:"strength,omitempty"`
 	// How closely the image follows the prompt. Gateway default: 7.5.
@@ -526,11 +642,11 @@ func (x *ImageToImageRequest) GetImage() *InputFile {
 	return nil
 }
 
-func (x *ImageToImageRequest) GetLoras() string {
-	if x != nil && x.Loras != nil {
-		return *x.Loras
+func (x *ImageToImageRequest) GetLoras() map[string]float64 {
+	if x != nil {
+		return x.Loras
 	}
-	return ""
+	return nil
 }
 
 func (x *ImageToImageRequest) GetStrength() float64 {
@@ -991,11 +1107,9 @@ type AudioToTextRequest struct {
 	ModelId string `protobuf:"bytes,1,opt,name=model_id,json=modelId,proto3" json:"model_id,omitempty"`
 	// The audio to transcribe (mp4, webm, mp3, flac, wav or m4a). Required.
 	Audio *InputFile `protobuf:"bytes,2,opt,name=audio,proto3" json:"audio,omitempty"`
-	// Timestamps to return: "sentence" (same as "true" or "1"), "word", or "false" (or "0")
-	// for none, in any letter case. genservice spells the value so that Livepeer Studio,
-	// which turns "true"/"false"/"1"/"0" into non-strings and refuses them, accepts it.
-	// Gateway default: sentence timestamps.
-	ReturnTimestamps *string `protobuf:"bytes,3,opt,name=return_timestamps,json=returnTimestamps,proto3,oneof" json:"return_timestamps,omitempty"`
+	// Which timestamps to return. Unspecified: the gateway's default, sentence timestamps.
+	// genservice spells the value for the gateway (and for Livepeer Studio's coercion).
+	ReturnTimestamps ReturnTimestamps `protobuf:"varint,4,opt,name=return_timestamps,json=returnTimestamps,proto3,enum=livepeer.generation.v1.ReturnTimestamps" json:"return_timestamps,omitempty"`
 	unknownFields    protoimpl.UnknownFields
 	sizeCache        protoimpl.SizeCache
 }
@@ -1044,11 +1158,11 @@ func (x *AudioToTextRequest) GetAudio() *InputFile {
 	return nil
 }
 
-func (x *AudioToTextRequest) GetReturnTimestamps() string {
-	if x != nil && x.ReturnTimestamps != nil {
-		return *x.ReturnTimestamps
+func (x *AudioToTextRequest) GetReturnTimestamps() ReturnTimestamps {
+	if x != nil {
+		return x.ReturnTimestamps
 	}
-	return ""
+	return ReturnTimestamps_RETURN_TIMESTAMPS_UNSPECIFIED
 }
 
 // TextChunk is one timed segment of a transcription.
@@ -1121,7 +1235,7 @@ type AudioToTextResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The whole transcription.
 	Text string `protobuf:"bytes,1,opt,name=text,proto3" json:"text,omitempty"`
-	// Timed segments of the transcription; empty when return_timestamps is "false".
+	// Timed segments of the transcription; empty with RETURN_TIMESTAMPS_NONE.
 	Chunks        []*TextChunk `protobuf:"bytes,2,rep,name=chunks,proto3" json:"chunks,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1171,22 +1285,215 @@ func (x *AudioToTextResponse) GetChunks() []*TextChunk {
 	return nil
 }
 
+// Point is a point in an image, in pixels (or in [0, 1] with normalize_coords).
+type Point struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Horizontal position, from the left edge.
+	X float64 `protobuf:"fixed64,1,opt,name=x,proto3" json:"x,omitempty"`
+	// Vertical position, from the top edge.
+	Y             float64 `protobuf:"fixed64,2,opt,name=y,proto3" json:"y,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Point) Reset() {
+	*x = Point{}
+	mi := &file_livepeer_generation_v1_generation_service_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Point) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Point) ProtoMessage() {}
+
+func (x *Point) ProtoReflect() protoreflect.Message {
+	mi := &file_livepeer_generation_v1_generation_service_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Point.ProtoReflect.Descriptor instead.
+func (*Point) Descriptor() ([]byte, []int) {
+	return file_livepeer_generation_v1_generation_service_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *Point) GetX() float64 {
+	if x != nil {
+		return x.X
+	}
+	return 0
+}
+
+func (x *Point) GetY() float64 {
+	if x != nil {
+		return x.Y
+	}
+	return 0
+}
+
+// Box is a rectangle in an image, from its top-left to its bottom-right corner, in pixels.
+type Box struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Left edge.
+	X1 float64 `protobuf:"fixed64,1,opt,name=x1,proto3" json:"x1,omitempty"`
+	// Top edge.
+	Y1 float64 `protobuf:"fixed64,2,opt,name=y1,proto3" json:"y1,omitempty"`
+	// Right edge.
+	X2 float64 `protobuf:"fixed64,3,opt,name=x2,proto3" json:"x2,omitempty"`
+	// Bottom edge.
+	Y2            float64 `protobuf:"fixed64,4,opt,name=y2,proto3" json:"y2,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Box) Reset() {
+	*x = Box{}
+	mi := &file_livepeer_generation_v1_generation_service_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Box) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Box) ProtoMessage() {}
+
+func (x *Box) ProtoReflect() protoreflect.Message {
+	mi := &file_livepeer_generation_v1_generation_service_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Box.ProtoReflect.Descriptor instead.
+func (*Box) Descriptor() ([]byte, []int) {
+	return file_livepeer_generation_v1_generation_service_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *Box) GetX1() float64 {
+	if x != nil {
+		return x.X1
+	}
+	return 0
+}
+
+func (x *Box) GetY1() float64 {
+	if x != nil {
+		return x.Y1
+	}
+	return 0
+}
+
+func (x *Box) GetX2() float64 {
+	if x != nil {
+		return x.X2
+	}
+	return 0
+}
+
+func (x *Box) GetY2() float64 {
+	if x != nil {
+		return x.Y2
+	}
+	return 0
+}
+
+// Mask is a two-dimensional array of numbers (a mask or its logits), row by row.
+type Mask struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Number of rows.
+	Height int32 `protobuf:"varint,1,opt,name=height,proto3" json:"height,omitempty"`
+	// Number of columns.
+	Width int32 `protobuf:"varint,2,opt,name=width,proto3" json:"width,omitempty"`
+	// height×width values, row-major: the value at row r, column c is values[r*width+c].
+	Values        []float32 `protobuf:"fixed32,3,rep,packed,name=values,proto3" json:"values,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Mask) Reset() {
+	*x = Mask{}
+	mi := &file_livepeer_generation_v1_generation_service_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Mask) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Mask) ProtoMessage() {}
+
+func (x *Mask) ProtoReflect() protoreflect.Message {
+	mi := &file_livepeer_generation_v1_generation_service_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Mask.ProtoReflect.Descriptor instead.
+func (*Mask) Descriptor() ([]byte, []int) {
+	return file_livepeer_generation_v1_generation_service_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *Mask) GetHeight() int32 {
+	if x != nil {
+		return x.Height
+	}
+	return 0
+}
+
+func (x *Mask) GetWidth() int32 {
+	if x != nil {
+		return x.Width
+	}
+	return 0
+}
+
+func (x *Mask) GetValues() []float32 {
+	if x != nil {
+		return x.Values
+	}
+	return nil
+}
+
 // SegmentAnything2Request is the input of SegmentAnything2 (gateway schema
-// Body_genSegmentAnything2). Prompts are JSON arrays in strings, as the gateway takes them.
+// Body_genSegmentAnything2). genservice encodes the prompts as the JSON the gateway takes.
 type SegmentAnything2Request struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Hugging Face model id. Empty: genservice sends "facebook/sam2-hiera-large".
 	ModelId string `protobuf:"bytes,1,opt,name=model_id,json=modelId,proto3" json:"model_id,omitempty"`
 	// The image to segment. Required.
 	Image *InputFile `protobuf:"bytes,2,opt,name=image,proto3" json:"image,omitempty"`
-	// N×2 JSON array of point prompts in pixels, e.g. "[[120, 80]]".
-	PointCoords *string `protobuf:"bytes,3,opt,name=point_coords,json=pointCoords,proto3,oneof" json:"point_coords,omitempty"`
-	// JSON array of N labels for point_coords: 1 foreground, 0 background, e.g. "[1]".
-	PointLabels *string `protobuf:"bytes,4,opt,name=point_labels,json=pointLabels,proto3,oneof" json:"point_labels,omitempty"`
-	// JSON array of 4 numbers, a box prompt in XYXY pixels, e.g. "[10, 10, 200, 160]".
-	Box *string `protobuf:"bytes,5,opt,name=box,proto3,oneof" json:"box,omitempty"`
-	// JSON 1×256×256 low-resolution mask from a previous prediction.
-	MaskInput *string `protobuf:"bytes,6,opt,name=mask_input,json=maskInput,proto3,oneof" json:"mask_input,omitempty"`
+	// Point prompts. Empty: none.
+	PointCoords []*Point `protobuf:"bytes,10,rep,name=point_coords,json=pointCoords,proto3" json:"point_coords,omitempty"`
+	// One label per point_coords entry: 1 foreground, 0 background. Required with
+	// point_coords, and as many.
+	PointLabels []int32 `protobuf:"varint,11,rep,packed,name=point_labels,json=pointLabels,proto3" json:"point_labels,omitempty"`
+	// A box prompt. Unset: none.
+	Box *Box `protobuf:"bytes,12,opt,name=box,proto3" json:"box,omitempty"`
+	// A 256×256 low-resolution mask from a previous prediction (its logits). Unset: none.
+	MaskInput *Mask `protobuf:"bytes,13,opt,name=mask_input,json=maskInput,proto3" json:"mask_input,omitempty"`
 	// Return three masks for ambiguous prompts. Gateway default: true.
 	MultimaskOutput *bool `protobuf:"varint,7,opt,name=multimask_output,json=multimaskOutput,proto3,oneof" json:"multimask_output,omitempty"`
 	// Return un-thresholded mask logits instead of a binary mask. Gateway default: true.
@@ -1199,7 +1506,7 @@ type SegmentAnything2Request struct {
 
 func (x *SegmentAnything2Request) Reset() {
 	*x = SegmentAnything2Request{}
-	mi := &file_livepeer_generation_v1_generation_service_proto_msgTypes[14]
+	mi := &file_livepeer_generation_v1_generation_service_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1211,7 +1518,7 @@ func (x *SegmentAnything2Request) String() string {
 func (*SegmentAnything2Request) ProtoMessage() {}
 
 func (x *SegmentAnything2Request) ProtoReflect() protoreflect.Message {
-	mi := &file_livepeer_generation_v1_generation_service_proto_msgTypes[14]
+	mi := &file_livepeer_generation_v1_generation_service_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1224,7 +1531,7 @@ func (x *SegmentAnything2Request) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SegmentAnything2Request.ProtoReflect.Descriptor instead.
 func (*SegmentAnything2Request) Descriptor() ([]byte, []int) {
-	return file_livepeer_generation_v1_generation_service_proto_rawDescGZIP(), []int{14}
+	return file_livepeer_generation_v1_generation_service_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *SegmentAnything2Request) GetModelId() string {
@@ -1241,32 +1548,32 @@ func (x *SegmentAnything2Request) GetImage() *InputFile {
 	return nil
 }
 
-func (x *SegmentAnything2Request) GetPointCoords() string {
-	if x != nil && x.PointCoords != nil {
-		return *x.PointCoords
+func (x *SegmentAnything2Request) GetPointCoords() []*Point {
+	if x != nil {
+		return x.PointCoords
 	}
-	return ""
+	return nil
 }
 
-func (x *SegmentAnything2Request) GetPointLabels() string {
-	if x != nil && x.PointLabels != nil {
-		return *x.PointLabels
+func (x *SegmentAnything2Request) GetPointLabels() []int32 {
+	if x != nil {
+		return x.PointLabels
 	}
-	return ""
+	return nil
 }
 
-func (x *SegmentAnything2Request) GetBox() string {
-	if x != nil && x.Box != nil {
-		return *x.Box
+func (x *SegmentAnything2Request) GetBox() *Box {
+	if x != nil {
+		return x.Box
 	}
-	return ""
+	return nil
 }
 
-func (x *SegmentAnything2Request) GetMaskInput() string {
-	if x != nil && x.MaskInput != nil {
-		return *x.MaskInput
+func (x *SegmentAnything2Request) GetMaskInput() *Mask {
+	if x != nil {
+		return x.MaskInput
 	}
-	return ""
+	return nil
 }
 
 func (x *SegmentAnything2Request) GetMultimaskOutput() bool {
@@ -1290,23 +1597,22 @@ func (x *SegmentAnything2Request) GetNormalizeCoords() bool {
 	return false
 }
 
-// SegmentAnything2Response is the output of SegmentAnything2. The gateway returns nested
-// arrays as text; they are passed through unchanged, sorted by descending score.
+// SegmentAnything2Response is the output of SegmentAnything2, sorted by descending score.
 type SegmentAnything2Response struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// The masks, an N×H×W array as text.
-	Masks string `protobuf:"bytes,1,opt,name=masks,proto3" json:"masks,omitempty"`
-	// Confidence score of each mask, an array of N numbers as text.
-	Scores string `protobuf:"bytes,2,opt,name=scores,proto3" json:"scores,omitempty"`
-	// Raw mask logits, an N×256×256 array as text.
-	Logits        string `protobuf:"bytes,3,opt,name=logits,proto3" json:"logits,omitempty"`
+	// The masks, each at the input image's resolution.
+	Masks []*Mask `protobuf:"bytes,4,rep,name=masks,proto3" json:"masks,omitempty"`
+	// Confidence score of each mask, in the same order.
+	Scores []float64 `protobuf:"fixed64,5,rep,packed,name=scores,proto3" json:"scores,omitempty"`
+	// Raw logits of each mask, 256×256 each; pass one back as mask_input to refine.
+	Logits        []*Mask `protobuf:"bytes,6,rep,name=logits,proto3" json:"logits,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SegmentAnything2Response) Reset() {
 	*x = SegmentAnything2Response{}
-	mi := &file_livepeer_generation_v1_generation_service_proto_msgTypes[15]
+	mi := &file_livepeer_generation_v1_generation_service_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1318,7 +1624,7 @@ func (x *SegmentAnything2Response) String() string {
 func (*SegmentAnything2Response) ProtoMessage() {}
 
 func (x *SegmentAnything2Response) ProtoReflect() protoreflect.Message {
-	mi := &file_livepeer_generation_v1_generation_service_proto_msgTypes[15]
+	mi := &file_livepeer_generation_v1_generation_service_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1331,56 +1637,57 @@ func (x *SegmentAnything2Response) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SegmentAnything2Response.ProtoReflect.Descriptor instead.
 func (*SegmentAnything2Response) Descriptor() ([]byte, []int) {
-	return file_livepeer_generation_v1_generation_service_proto_rawDescGZIP(), []int{15}
+	return file_livepeer_generation_v1_generation_service_proto_rawDescGZIP(), []int{18}
 }
 
-func (x *SegmentAnything2Response) GetMasks() string {
+func (x *SegmentAnything2Response) GetMasks() []*Mask {
 	if x != nil {
 		return x.Masks
 	}
-	return ""
+	return nil
 }
 
-func (x *SegmentAnything2Response) GetScores() string {
+func (x *SegmentAnything2Response) GetScores() []float64 {
 	if x != nil {
 		return x.Scores
 	}
-	return ""
+	return nil
 }
 
-func (x *SegmentAnything2Response) GetLogits() string {
+func (x *SegmentAnything2Response) GetLogits() []*Mask {
 	if x != nil {
 		return x.Logits
 	}
-	return ""
+	return nil
 }
 
-// LLMMessage is one message of a chat conversation.
-type LLMMessage struct {
+// LlmMessage is one message of a chat conversation.
+type LlmMessage struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Author of the message: "system", "user" or "assistant". Required.
-	Role string `protobuf:"bytes,1,opt,name=role,proto3" json:"role,omitempty"`
+	// Author of the message. Required in a request; in a response usually
+	// LLM_ROLE_ASSISTANT.
+	Role LlmRole `protobuf:"varint,3,opt,name=role,proto3,enum=livepeer.generation.v1.LlmRole" json:"role,omitempty"`
 	// Text of the message.
 	Content       string `protobuf:"bytes,2,opt,name=content,proto3" json:"content,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
-func (x *LLMMessage) Reset() {
-	*x = LLMMessage{}
-	mi := &file_livepeer_generation_v1_generation_service_proto_msgTypes[16]
+func (x *LlmMessage) Reset() {
+	*x = LlmMessage{}
+	mi := &file_livepeer_generation_v1_generation_service_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
 
-func (x *LLMMessage) String() string {
+func (x *LlmMessage) String() string {
 	return protoimpl.X.MessageStringOf(x)
 }
 
-func (*LLMMessage) ProtoMessage() {}
+func (*LlmMessage) ProtoMessage() {}
 
-func (x *LLMMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_livepeer_generation_v1_generation_service_proto_msgTypes[16]
+func (x *LlmMessage) ProtoReflect() protoreflect.Message {
+	mi := &file_livepeer_generation_v1_generation_service_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1391,30 +1698,30 @@ func (x *LLMMessage) ProtoReflect() protoreflect.Message {
 	return mi.MessageOf(x)
 }
 
-// Deprecated: Use LLMMessage.ProtoReflect.Descriptor instead.
-func (*LLMMessage) Descriptor() ([]byte, []int) {
-	return file_livepeer_generation_v1_generation_service_proto_rawDescGZIP(), []int{16}
+// Deprecated: Use LlmMessage.ProtoReflect.Descriptor instead.
+func (*LlmMessage) Descriptor() ([]byte, []int) {
+	return file_livepeer_generation_v1_generation_service_proto_rawDescGZIP(), []int{19}
 }
 
-func (x *LLMMessage) GetRole() string {
+func (x *LlmMessage) GetRole() LlmRole {
 	if x != nil {
 		return x.Role
 	}
-	return ""
+	return LlmRole_LLM_ROLE_UNSPECIFIED
 }
 
-func (x *LLMMessage) GetContent() string {
+func (x *LlmMessage) GetContent() string {
 	if x != nil {
 		return x.Content
 	}
 	return ""
 }
 
-// LLMRequest is the input of LLM (gateway schema LLMRequest with stream=false).
-type LLMRequest struct {
+// LlmRequest is the input of Llm and LlmStream (gateway schema LLMRequest).
+type LlmRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The conversation so far, oldest first. Required and non-empty.
-	Messages []*LLMMessage `protobuf:"bytes,1,rep,name=messages,proto3" json:"messages,omitempty"`
+	Messages []*LlmMessage `protobuf:"bytes,1,rep,name=messages,proto3" json:"messages,omitempty"`
 	// Model id. Empty: genservice sends "meta-llama/Meta-Llama-3.1-8B-Instruct".
 	Model string `protobuf:"bytes,2,opt,name=model,proto3" json:"model,omitempty"`
 	// Sampling temperature, from 0 to 2 (the runner's range). Gateway default: 0.7.
@@ -1431,21 +1738,21 @@ type LLMRequest struct {
 	sizeCache     protoimpl.SizeCache
 }
 
-func (x *LLMRequest) Reset() {
-	*x = LLMRequest{}
-	mi := &file_livepeer_generation_v1_generation_service_proto_msgTypes[17]
+func (x *LlmRequest) Reset() {
+	*x = LlmRequest{}
+	mi := &file_livepeer_generation_v1_generation_service_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
 
-func (x *LLMRequest) String() string {
+func (x *LlmRequest) String() string {
 	return protoimpl.X.MessageStringOf(x)
 }
 
-func (*LLMRequest) ProtoMessage() {}
+func (*LlmRequest) ProtoMessage() {}
 
-func (x *LLMRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_livepeer_generation_v1_generation_service_proto_msgTypes[17]
+func (x *LlmRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_livepeer_generation_v1_generation_service_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1456,55 +1763,55 @@ func (x *LLMRequest) ProtoReflect() protoreflect.Message {
 	return mi.MessageOf(x)
 }
 
-// Deprecated: Use LLMRequest.ProtoReflect.Descriptor instead.
-func (*LLMRequest) Descriptor() ([]byte, []int) {
-	return file_livepeer_generation_v1_generation_service_proto_rawDescGZIP(), []int{17}
+// Deprecated: Use LlmRequest.ProtoReflect.Descriptor instead.
+func (*LlmRequest) Descriptor() ([]byte, []int) {
+	return file_livepeer_generation_v1_generation_service_proto_rawDescGZIP(), []int{20}
 }
 
-func (x *LLMRequest) GetMessages() []*LLMMessage {
+func (x *LlmRequest) GetMessages() []*LlmMessage {
 	if x != nil {
 		return x.Messages
 	}
 	return nil
 }
 
-func (x *LLMRequest) GetModel() string {
+func (x *LlmRequest) GetModel() string {
 	if x != nil {
 		return x.Model
 	}
 	return ""
 }
 
-func (x *LLMRequest) GetTemperature() float64 {
+func (x *LlmRequest) GetTemperature() float64 {
 	if x != nil && x.Temperature != nil {
 		return *x.Temperature
 	}
 	return 0
 }
 
-func (x *LLMRequest) GetMaxTokens() int32 {
+func (x *LlmRequest) GetMaxTokens() int32 {
 	if x != nil && x.MaxTokens != nil {
 		return *x.MaxTokens
 	}
 	return 0
 }
 
-func (x *LLMRequest) GetTopP() float64 {
+func (x *LlmRequest) GetTopP() float64 {
 	if x != nil && x.TopP != nil {
 		return *x.TopP
 	}
 	return 0
 }
 
-func (x *LLMRequest) GetTopK() int32 {
+func (x *LlmRequest) GetTopK() int32 {
 	if x != nil && x.TopK != nil {
 		return *x.TopK
 	}
 	return 0
 }
 
-// LLMTokenUsage counts the tokens of a completion.
-type LLMTokenUsage struct {
+// LlmTokenUsage counts the tokens of a completion.
+type LlmTokenUsage struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Tokens in the prompt.
 	PromptTokens int32 `protobuf:"varint,1,opt,name=prompt_tokens,json=promptTokens,proto3" json:"prompt_tokens,omitempty"`
@@ -1516,21 +1823,21 @@ type LLMTokenUsage struct {
 	sizeCache     protoimpl.SizeCache
 }
 
-func (x *LLMTokenUsage) Reset() {
-	*x = LLMTokenUsage{}
-	mi := &file_livepeer_generation_v1_generation_service_proto_msgTypes[18]
+func (x *LlmTokenUsage) Reset() {
+	*x = LlmTokenUsage{}
+	mi := &file_livepeer_generation_v1_generation_service_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
 
-func (x *LLMTokenUsage) String() string {
+func (x *LlmTokenUsage) String() string {
 	return protoimpl.X.MessageStringOf(x)
 }
 
-func (*LLMTokenUsage) ProtoMessage() {}
+func (*LlmTokenUsage) ProtoMessage() {}
 
-func (x *LLMTokenUsage) ProtoReflect() protoreflect.Message {
-	mi := &file_livepeer_generation_v1_generation_service_proto_msgTypes[18]
+func (x *LlmTokenUsage) ProtoReflect() protoreflect.Message {
+	mi := &file_livepeer_generation_v1_generation_service_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1541,34 +1848,34 @@ func (x *LLMTokenUsage) ProtoReflect() protoreflect.Message {
 	return mi.MessageOf(x)
 }
 
-// Deprecated: Use LLMTokenUsage.ProtoReflect.Descriptor instead.
-func (*LLMTokenUsage) Descriptor() ([]byte, []int) {
-	return file_livepeer_generation_v1_generation_service_proto_rawDescGZIP(), []int{18}
+// Deprecated: Use LlmTokenUsage.ProtoReflect.Descriptor instead.
+func (*LlmTokenUsage) Descriptor() ([]byte, []int) {
+	return file_livepeer_generation_v1_generation_service_proto_rawDescGZIP(), []int{21}
 }
 
-func (x *LLMTokenUsage) GetPromptTokens() int32 {
+func (x *LlmTokenUsage) GetPromptTokens() int32 {
 	if x != nil {
 		return x.PromptTokens
 	}
 	return 0
 }
 
-func (x *LLMTokenUsage) GetCompletionTokens() int32 {
+func (x *LlmTokenUsage) GetCompletionTokens() int32 {
 	if x != nil {
 		return x.CompletionTokens
 	}
 	return 0
 }
 
-func (x *LLMTokenUsage) GetTotalTokens() int32 {
+func (x *LlmTokenUsage) GetTotalTokens() int32 {
 	if x != nil {
 		return x.TotalTokens
 	}
 	return 0
 }
 
-// LLMChoice is one candidate completion.
-type LLMChoice struct {
+// LlmChoice is one candidate completion.
+type LlmChoice struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Position of this choice.
 	Index int32 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
@@ -1576,29 +1883,29 @@ type LLMChoice struct {
 	// sends "stop" (also when max_tokens cut the answer short); other gateways may send
 	// "length" as well. A stream ends after the first event that has it set.
 	FinishReason string `protobuf:"bytes,2,opt,name=finish_reason,json=finishReason,proto3" json:"finish_reason,omitempty"`
-	// In LLMStreamResponse: the text added by this event.
-	Delta *LLMMessage `protobuf:"bytes,3,opt,name=delta,proto3" json:"delta,omitempty"`
-	// In LLMResponse: the whole generated message.
-	Message       *LLMMessage `protobuf:"bytes,4,opt,name=message,proto3" json:"message,omitempty"`
+	// In LlmStreamResponse: the text added by this event.
+	Delta *LlmMessage `protobuf:"bytes,3,opt,name=delta,proto3" json:"delta,omitempty"`
+	// In LlmResponse: the whole generated message.
+	Message       *LlmMessage `protobuf:"bytes,4,opt,name=message,proto3" json:"message,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
-func (x *LLMChoice) Reset() {
-	*x = LLMChoice{}
-	mi := &file_livepeer_generation_v1_generation_service_proto_msgTypes[19]
+func (x *LlmChoice) Reset() {
+	*x = LlmChoice{}
+	mi := &file_livepeer_generation_v1_generation_service_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
 
-func (x *LLMChoice) String() string {
+func (x *LlmChoice) String() string {
 	return protoimpl.X.MessageStringOf(x)
 }
 
-func (*LLMChoice) ProtoMessage() {}
+func (*LlmChoice) ProtoMessage() {}
 
-func (x *LLMChoice) ProtoReflect() protoreflect.Message {
-	mi := &file_livepeer_generation_v1_generation_service_proto_msgTypes[19]
+func (x *LlmChoice) ProtoReflect() protoreflect.Message {
+	mi := &file_livepeer_generation_v1_generation_service_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1609,41 +1916,41 @@ func (x *LLMChoice) ProtoReflect() protoreflect.Message {
 	return mi.MessageOf(x)
 }
 
-// Deprecated: Use LLMChoice.ProtoReflect.Descriptor instead.
-func (*LLMChoice) Descriptor() ([]byte, []int) {
-	return file_livepeer_generation_v1_generation_service_proto_rawDescGZIP(), []int{19}
+// Deprecated: Use LlmChoice.ProtoReflect.Descriptor instead.
+func (*LlmChoice) Descriptor() ([]byte, []int) {
+	return file_livepeer_generation_v1_generation_service_proto_rawDescGZIP(), []int{22}
 }
 
-func (x *LLMChoice) GetIndex() int32 {
+func (x *LlmChoice) GetIndex() int32 {
 	if x != nil {
 		return x.Index
 	}
 	return 0
 }
 
-func (x *LLMChoice) GetFinishReason() string {
+func (x *LlmChoice) GetFinishReason() string {
 	if x != nil {
 		return x.FinishReason
 	}
 	return ""
 }
 
-func (x *LLMChoice) GetDelta() *LLMMessage {
+func (x *LlmChoice) GetDelta() *LlmMessage {
 	if x != nil {
 		return x.Delta
 	}
 	return nil
 }
 
-func (x *LLMChoice) GetMessage() *LLMMessage {
+func (x *LlmChoice) GetMessage() *LlmMessage {
 	if x != nil {
 		return x.Message
 	}
 	return nil
 }
 
-// LLMResponse is the output of LLM.
-type LLMResponse struct {
+// LlmResponse is the output of Llm.
+type LlmResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Completion id assigned by the gateway, e.g. "chatcmpl-…".
 	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -1652,28 +1959,28 @@ type LLMResponse struct {
 	// Creation time in Unix seconds.
 	Created int64 `protobuf:"varint,3,opt,name=created,proto3" json:"created,omitempty"`
 	// Token counts.
-	Usage *LLMTokenUsage `protobuf:"bytes,4,opt,name=usage,proto3" json:"usage,omitempty"`
+	Usage *LlmTokenUsage `protobuf:"bytes,4,opt,name=usage,proto3" json:"usage,omitempty"`
 	// The completions (usually one), each with message set.
-	Choices       []*LLMChoice `protobuf:"bytes,5,rep,name=choices,proto3" json:"choices,omitempty"`
+	Choices       []*LlmChoice `protobuf:"bytes,5,rep,name=choices,proto3" json:"choices,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
-func (x *LLMResponse) Reset() {
-	*x = LLMResponse{}
-	mi := &file_livepeer_generation_v1_generation_service_proto_msgTypes[20]
+func (x *LlmResponse) Reset() {
+	*x = LlmResponse{}
+	mi := &file_livepeer_generation_v1_generation_service_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
 
-func (x *LLMResponse) String() string {
+func (x *LlmResponse) String() string {
 	return protoimpl.X.MessageStringOf(x)
 }
 
-func (*LLMResponse) ProtoMessage() {}
+func (*LlmResponse) ProtoMessage() {}
 
-func (x *LLMResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_livepeer_generation_v1_generation_service_proto_msgTypes[20]
+func (x *LlmResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_livepeer_generation_v1_generation_service_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1684,140 +1991,48 @@ func (x *LLMResponse) ProtoReflect() protoreflect.Message {
 	return mi.MessageOf(x)
 }
 
-// Deprecated: Use LLMResponse.ProtoReflect.Descriptor instead.
-func (*LLMResponse) Descriptor() ([]byte, []int) {
-	return file_livepeer_generation_v1_generation_service_proto_rawDescGZIP(), []int{20}
+// Deprecated: Use LlmResponse.ProtoReflect.Descriptor instead.
+func (*LlmResponse) Descriptor() ([]byte, []int) {
+	return file_livepeer_generation_v1_generation_service_proto_rawDescGZIP(), []int{23}
 }
 
-func (x *LLMResponse) GetId() string {
+func (x *LlmResponse) GetId() string {
 	if x != nil {
 		return x.Id
 	}
 	return ""
 }
 
-func (x *LLMResponse) GetModel() string {
+func (x *LlmResponse) GetModel() string {
 	if x != nil {
 		return x.Model
 	}
 	return ""
 }
 
-func (x *LLMResponse) GetCreated() int64 {
+func (x *LlmResponse) GetCreated() int64 {
 	if x != nil {
 		return x.Created
 	}
 	return 0
 }
 
-func (x *LLMResponse) GetUsage() *LLMTokenUsage {
+func (x *LlmResponse) GetUsage() *LlmTokenUsage {
 	if x != nil {
 		return x.Usage
 	}
 	return nil
 }
 
-func (x *LLMResponse) GetChoices() []*LLMChoice {
+func (x *LlmResponse) GetChoices() []*LlmChoice {
 	if x != nil {
 		return x.Choices
 	}
 	return nil
 }
 
-// LLMStreamRequest is the input of LLMStream; same fields as LLMRequest.
-type LLMStreamRequest struct {
-	state protoimpl.MessageState `protogen:"open.v1"`
-	// The conversation so far, oldest first. Required and non-empty.
-	Messages []*LLMMessage `protobuf:"bytes,1,rep,name=messages,proto3" json:"messages,omitempty"`
-	// Model id. Empty: genservice sends "meta-llama/Meta-Llama-3.1-8B-Instruct".
-	Model string `protobuf:"bytes,2,opt,name=model,proto3" json:"model,omitempty"`
-	// Sampling temperature, from 0 to 2 (the runner's range). Gateway default: 0.7.
-	Temperature *float64 `protobuf:"fixed64,3,opt,name=temperature,proto3,oneof" json:"temperature,omitempty"`
-	// Maximum number of tokens to generate. Unset: genservice sends 256.
-	MaxTokens *int32 `protobuf:"varint,4,opt,name=max_tokens,json=maxTokens,proto3,oneof" json:"max_tokens,omitempty"`
-	// Nucleus sampling probability mass, from 0 to 1 inclusive (the runner's range).
-	// Gateway default: 1.0.
-	TopP *float64 `protobuf:"fixed64,5,opt,name=top_p,json=topP,proto3,oneof" json:"top_p,omitempty"`
-	// Top-k sampling; -1 disables it. Gateway default: -1.
-	TopK          *int32 `protobuf:"varint,6,opt,name=top_k,json=topK,proto3,oneof" json:"top_k,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
-}
-
-func (x *LLMStreamRequest) Reset() {
-	*x = LLMStreamRequest{}
-	mi := &file_livepeer_generation_v1_generation_service_proto_msgTypes[21]
-	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-	ms.StoreMessageInfo(mi)
-}
-
-func (x *LLMStreamRequest) String() string {
-	return protoimpl.X.MessageStringOf(x)
-}
-
-func (*LLMStreamRequest) ProtoMessage() {}
-
-func (x *LLMStreamRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_livepeer_generation_v1_generation_service_proto_msgTypes[21]
-	if x != nil {
-		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
-		if ms.LoadMessageInfo() == nil {
-			ms.StoreMessageInfo(mi)
-		}
-		return ms
-	}
-	return mi.MessageOf(x)
-}
-
-// Deprecated: Use LLMStreamRequest.ProtoReflect.Descriptor instead.
-func (*LLMStreamRequest) Descriptor() ([]byte, []int) {
-	return file_livepeer_generation_v1_generation_service_proto_rawDescGZIP(), []int{21}
-}
-
-func (x *LLMStreamRequest) GetMessages() []*LLMMessage {
-	if x != nil {
-		return x.Messages
-	}
-	return nil
-}
-
-func (x *LLMStreamRequest) GetModel() string {
-	if x != nil {
-		return x.Model
-	}
-	return ""
-}
-
-func (x *LLMStreamRequest) GetTemperature() float64 {
-	if x != nil && x.Temperature != nil {
-		return *x.Temperature
-	}
-	return 0
-}
-
-func (x *LLMStreamRequest) GetMaxTokens() int32 {
-	if x != nil && x.MaxTokens != nil {
-		return *x.MaxTokens
-	}
-	return 0
-}
-
-func (x *LLMStreamRequest) GetTopP() float64 {
-	if x != nil && x.TopP != nil {
-		return *x.TopP
-	}
-	return 0
-}
-
-func (x *LLMStreamRequest) GetTopK() int32 {
-	if x != nil && x.TopK != nil {
-		return *x.TopK
-	}
-	return 0
-}
-
-// LLMStreamResponse is one server-sent event of a streamed completion.
-type LLMStreamResponse struct {
+// LlmStreamResponse is one server-sent event of a streamed completion.
+type LlmStreamResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Completion id, the same on every event of a stream.
 	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
@@ -1826,28 +2041,28 @@ type LLMStreamResponse struct {
 	// Creation time in Unix seconds.
 	Created int64 `protobuf:"varint,3,opt,name=created,proto3" json:"created,omitempty"`
 	// Cumulative token counts so far, when the gateway reports them.
-	Usage *LLMTokenUsage `protobuf:"bytes,4,opt,name=usage,proto3" json:"usage,omitempty"`
+	Usage *LlmTokenUsage `protobuf:"bytes,4,opt,name=usage,proto3" json:"usage,omitempty"`
 	// The increments, each with delta set; the last event has finish_reason set.
-	Choices       []*LLMChoice `protobuf:"bytes,5,rep,name=choices,proto3" json:"choices,omitempty"`
+	Choices       []*LlmChoice `protobuf:"bytes,5,rep,name=choices,proto3" json:"choices,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
-func (x *LLMStreamResponse) Reset() {
-	*x = LLMStreamResponse{}
-	mi := &file_livepeer_generation_v1_generation_service_proto_msgTypes[22]
+func (x *LlmStreamResponse) Reset() {
+	*x = LlmStreamResponse{}
+	mi := &file_livepeer_generation_v1_generation_service_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
 
-func (x *LLMStreamResponse) String() string {
+func (x *LlmStreamResponse) String() string {
 	return protoimpl.X.MessageStringOf(x)
 }
 
-func (*LLMStreamResponse) ProtoMessage() {}
+func (*LlmStreamResponse) ProtoMessage() {}
 
-func (x *LLMStreamResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_livepeer_generation_v1_generation_service_proto_msgTypes[22]
+func (x *LlmStreamResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_livepeer_generation_v1_generation_service_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1858,40 +2073,40 @@ func (x *LLMStreamResponse) ProtoReflect() protoreflect.Message {
 	return mi.MessageOf(x)
 }
 
-// Deprecated: Use LLMStreamResponse.ProtoReflect.Descriptor instead.
-func (*LLMStreamResponse) Descriptor() ([]byte, []int) {
-	return file_livepeer_generation_v1_generation_service_proto_rawDescGZIP(), []int{22}
+// Deprecated: Use LlmStreamResponse.ProtoReflect.Descriptor instead.
+func (*LlmStreamResponse) Descriptor() ([]byte, []int) {
+	return file_livepeer_generation_v1_generation_service_proto_rawDescGZIP(), []int{24}
 }
 
-func (x *LLMStreamResponse) GetId() string {
+func (x *LlmStreamResponse) GetId() string {
 	if x != nil {
 		return x.Id
 	}
 	return ""
 }
 
-func (x *LLMStreamResponse) GetModel() string {
+func (x *LlmStreamResponse) GetModel() string {
 	if x != nil {
 		return x.Model
 	}
 	return ""
 }
 
-func (x *LLMStreamResponse) GetCreated() int64 {
+func (x *LlmStreamResponse) GetCreated() int64 {
 	if x != nil {
 		return x.Created
 	}
 	return 0
 }
 
-func (x *LLMStreamResponse) GetUsage() *LLMTokenUsage {
+func (x *LlmStreamResponse) GetUsage() *LlmTokenUsage {
 	if x != nil {
 		return x.Usage
 	}
 	return nil
 }
 
-func (x *LLMStreamResponse) GetChoices() []*LLMChoice {
+func (x *LlmStreamResponse) GetChoices() []*LlmChoice {
 	if x != nil {
 		return x.Choices
 	}
@@ -1915,7 +2130,7 @@ type ImageToTextRequest struct {
 
 func (x *ImageToTextRequest) Reset() {
 	*x = ImageToTextRequest{}
-	mi := &file_livepeer_generation_v1_generation_service_proto_msgTypes[23]
+	mi := &file_livepeer_generation_v1_generation_service_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1927,7 +2142,7 @@ func (x *ImageToTextRequest) String() string {
 func (*ImageToTextRequest) ProtoMessage() {}
 
 func (x *ImageToTextRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_livepeer_generation_v1_generation_service_proto_msgTypes[23]
+	mi := &file_livepeer_generation_v1_generation_service_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1940,7 +2155,7 @@ func (x *ImageToTextRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImageToTextRequest.ProtoReflect.Descriptor instead.
 func (*ImageToTextRequest) Descriptor() ([]byte, []int) {
-	return file_livepeer_generation_v1_generation_service_proto_rawDescGZIP(), []int{23}
+	return file_livepeer_generation_v1_generation_service_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ImageToTextRequest) GetModelId() string {
@@ -1975,7 +2190,7 @@ type ImageToTextResponse struct {
 
 func (x *ImageToTextResponse) Reset() {
 	*x = ImageToTextResponse{}
-	mi := &file_livepeer_generation_v1_generation_service_proto_msgTypes[24]
+	mi := &file_livepeer_generation_v1_generation_service_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1987,7 +2202,7 @@ func (x *ImageToTextResponse) String() string {
 func (*ImageToTextResponse) ProtoMessage() {}
 
 func (x *ImageToTextResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_livepeer_generation_v1_generation_service_proto_msgTypes[24]
+	mi := &file_livepeer_generation_v1_generation_service_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2000,7 +2215,7 @@ func (x *ImageToTextResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImageToTextResponse.ProtoReflect.Descriptor instead.
 func (*ImageToTextResponse) Descriptor() ([]byte, []int) {
-	return file_livepeer_generation_v1_generation_service_proto_rawDescGZIP(), []int{24}
+	return file_livepeer_generation_v1_generation_service_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ImageToTextResponse) GetText() string {
@@ -2033,7 +2248,7 @@ type TextToSpeechRequest struct {
 
 func (x *TextToSpeechRequest) Reset() {
 	*x = TextToSpeechRequest{}
-	mi := &file_livepeer_generation_v1_generation_service_proto_msgTypes[25]
+	mi := &file_livepeer_generation_v1_generation_service_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2045,7 +2260,7 @@ func (x *TextToSpeechRequest) String() string {
 func (*TextToSpeechRequest) ProtoMessage() {}
 
 func (x *TextToSpeechRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_livepeer_generation_v1_generation_service_proto_msgTypes[25]
+	mi := &file_livepeer_generation_v1_generation_service_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2058,7 +2273,7 @@ func (x *TextToSpeechRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TextToSpeechRequest.ProtoReflect.Descriptor instead.
 func (*TextToSpeechRequest) Descriptor() ([]byte, []int) {
-	return file_livepeer_generation_v1_generation_service_proto_rawDescGZIP(), []int{25}
+	return file_livepeer_generation_v1_generation_service_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *TextToSpeechRequest) GetModelId() string {
@@ -2093,14 +2308,14 @@ func (x *TextToSpeechRequest) GetInlineMedia() bool {
 type TextToSpeechResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The generated speech, a wav file.
-	Audio         *MediaURL `protobuf:"bytes,1,opt,name=audio,proto3" json:"audio,omitempty"`
+	Audio         *MediaUrl `protobuf:"bytes,1,opt,name=audio,proto3" json:"audio,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *TextToSpeechResponse) Reset() {
 	*x = TextToSpeechResponse{}
-	mi := &file_livepeer_generation_v1_generation_service_proto_msgTypes[26]
+	mi := &file_livepeer_generation_v1_generation_service_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2112,7 +2327,7 @@ func (x *TextToSpeechResponse) String() string {
 func (*TextToSpeechResponse) ProtoMessage() {}
 
 func (x *TextToSpeechResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_livepeer_generation_v1_generation_service_proto_msgTypes[26]
+	mi := &file_livepeer_generation_v1_generation_service_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2125,10 +2340,10 @@ func (x *TextToSpeechResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TextToSpeechResponse.ProtoReflect.Descriptor instead.
 func (*TextToSpeechResponse) Descriptor() ([]byte, []int) {
-	return file_livepeer_generation_v1_generation_service_proto_rawDescGZIP(), []int{26}
+	return file_livepeer_generation_v1_generation_service_proto_rawDescGZIP(), []int{28}
 }
 
-func (x *TextToSpeechResponse) GetAudio() *MediaURL {
+func (x *TextToSpeechResponse) GetAudio() *MediaUrl {
 	if x != nil {
 		return x.Audio
 	}
@@ -2150,25 +2365,28 @@ const file_livepeer_generation_v1_generation_service_proto_rawDesc = "" +
 	"\x04nsfw\x18\x03 \x01(\bR\x04nsfw\x12\x18\n" +
 	"\acontent\x18\x04 \x01(\fR\acontent\x12!\n" +
 	"\fcontent_type\x18\x05 \x01(\tR\vcontentType\"Y\n" +
-	"\bMediaURL\x12\x10\n" +
+	"\bMediaUrl\x12\x10\n" +
 	"\x03url\x18\x01 \x01(\tR\x03url\x12\x18\n" +
 	"\acontent\x18\x02 \x01(\fR\acontent\x12!\n" +
-	"\fcontent_type\x18\x03 \x01(\tR\vcontentType\"\xd7\x04\n" +
+	"\fcontent_type\x18\x03 \x01(\tR\vcontentType\"\xcb\x05\n" +
 	"\x12TextToImageRequest\x12\x19\n" +
 	"\bmodel_id\x18\x01 \x01(\tR\amodelId\x12\x16\n" +
-	"\x06prompt\x18\x02 \x01(\tR\x06prompt\x12\x19\n" +
-	"\x05loras\x18\x03 \x01(\tH\x00R\x05loras\x88\x01\x01\x12\x1b\n" +
-	"\x06height\x18\x04 \x01(\x05H\x01R\x06height\x88\x01\x01\x12\x19\n" +
-	"\x05width\x18\x05 \x01(\x05H\x02R\x05width\x88\x01\x01\x12*\n" +
-	"\x0eguidance_scale\x18\x06 \x01(\x01H\x03R\rguidanceScale\x88\x01\x01\x12,\n" +
-	"\x0fnegative_prompt\x18\a \x01(\tH\x04R\x0enegativePrompt\x88\x01\x01\x12&\n" +
-	"\fsafety_check\x18\b \x01(\bH\x05R\vsafetyCheck\x88\x01\x01\x12\x17\n" +
-	"\x04seed\x18\t \x01(\x03H\x06R\x04seed\x88\x01\x01\x123\n" +
+	"\x06prompt\x18\x02 \x01(\tR\x06prompt\x12K\n" +
+	"\x05loras\x18\r \x03(\v25.livepeer.generation.v1.TextToImageRequest.LorasEntryR\x05loras\x12\x1b\n" +
+	"\x06height\x18\x04 \x01(\x05H\x00R\x06height\x88\x01\x01\x12\x19\n" +
+	"\x05width\x18\x05 \x01(\x05H\x01R\x05width\x88\x01\x01\x12*\n" +
+	"\x0eguidance_scale\x18\x06 \x01(\x01H\x02R\rguidanceScale\x88\x01\x01\x12,\n" +
+	"\x0fnegative_prompt\x18\a \x01(\tH\x03R\x0enegativePrompt\x88\x01\x01\x12&\n" +
+	"\fsafety_check\x18\b \x01(\bH\x04R\vsafetyCheck\x88\x01\x01\x12\x17\n" +
+	"\x04seed\x18\t \x01(\x03H\x05R\x04seed\x88\x01\x01\x123\n" +
 	"\x13num_inference_steps\x18\n" +
-	" \x01(\x05H\aR\x11numInferenceSteps\x88\x01\x01\x126\n" +
-	"\x15num_images_per_prompt\x18\v \x01(\x05H\bR\x12numImagesPerPrompt\x88\x01\x01\x12!\n" +
-	"\finline_media\x18\f \x01(\bR\vinlineMediaB\b\n" +
-	"\x06_lorasB\t\n" +
+	" \x01(\x05H\x06R\x11numInferenceSteps\x88\x01\x01\x126\n" +
+	"\x15num_images_per_prompt\x18\v \x01(\x05H\aR\x12numImagesPerPrompt\x88\x01\x01\x12!\n" +
+	"\finline_media\x18\f \x01(\bR\vinlineMedia\x1a8\n" +
+	"\n" +
+	"LorasEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01B\t\n" +
 	"\a_heightB\b\n" +
 	"\x06_widthB\x11\n" +
 	"\x0f_guidance_scaleB\x12\n" +
@@ -2176,25 +2394,29 @@ const file_livepeer_generation_v1_generation_service_proto_rawDesc = "" +
 	"\r_safety_checkB\a\n" +
 	"\x05_seedB\x16\n" +
 	"\x14_num_inference_stepsB\x18\n" +
-	"\x16_num_images_per_prompt\"L\n" +
+	"\x16_num_images_per_promptJ\x04\b\x03\x10\x04R\n" +
+	"loras_json\"L\n" +
 	"\x13TextToImageResponse\x125\n" +
-	"\x06images\x18\x01 \x03(\v2\x1d.livepeer.generation.v1.MediaR\x06images\"\xc2\x05\n" +
+	"\x06images\x18\x01 \x03(\v2\x1d.livepeer.generation.v1.MediaR\x06images\"\xab\x06\n" +
 	"\x13ImageToImageRequest\x12\x19\n" +
 	"\bmodel_id\x18\x01 \x01(\tR\amodelId\x12\x16\n" +
 	"\x06prompt\x18\x02 \x01(\tR\x06prompt\x127\n" +
-	"\x05image\x18\x03 \x01(\v2!.livepeer.generation.v1.InputFileR\x05image\x12\x19\n" +
-	"\x05loras\x18\x04 \x01(\tH\x00R\x05loras\x88\x01\x01\x12\x1f\n" +
-	"\bstrength\x18\x05 \x01(\x01H\x01R\bstrength\x88\x01\x01\x12*\n" +
-	"\x0eguidance_scale\x18\x06 \x01(\x01H\x02R\rguidanceScale\x88\x01\x01\x125\n" +
-	"\x14image_guidance_scale\x18\a \x01(\x01H\x03R\x12imageGuidanceScale\x88\x01\x01\x12,\n" +
-	"\x0fnegative_prompt\x18\b \x01(\tH\x04R\x0enegativePrompt\x88\x01\x01\x12&\n" +
-	"\fsafety_check\x18\t \x01(\bH\x05R\vsafetyCheck\x88\x01\x01\x12\x17\n" +
+	"\x05image\x18\x03 \x01(\v2!.livepeer.generation.v1.InputFileR\x05image\x12L\n" +
+	"\x05loras\x18\x0e \x03(\v26.livepeer.generation.v1.ImageToImageRequest.LorasEntryR\x05loras\x12\x1f\n" +
+	"\bstrength\x18\x05 \x01(\x01H\x00R\bstrength\x88\x01\x01\x12*\n" +
+	"\x0eguidance_scale\x18\x06 \x01(\x01H\x01R\rguidanceScale\x88\x01\x01\x125\n" +
+	"\x14image_guidance_scale\x18\a \x01(\x01H\x02R\x12imageGuidanceScale\x88\x01\x01\x12,\n" +
+	"\x0fnegative_prompt\x18\b \x01(\tH\x03R\x0enegativePrompt\x88\x01\x01\x12&\n" +
+	"\fsafety_check\x18\t \x01(\bH\x04R\vsafetyCheck\x88\x01\x01\x12\x17\n" +
 	"\x04seed\x18\n" +
-	" \x01(\x03H\x06R\x04seed\x88\x01\x01\x123\n" +
-	"\x13num_inference_steps\x18\v \x01(\x05H\aR\x11numInferenceSteps\x88\x01\x01\x126\n" +
-	"\x15num_images_per_prompt\x18\f \x01(\x05H\bR\x12numImagesPerPrompt\x88\x01\x01\x12!\n" +
-	"\finline_media\x18\r \x01(\bR\vinlineMediaB\b\n" +
-	"\x06_lorasB\v\n" +
+	" \x01(\x03H\x05R\x04seed\x88\x01\x01\x123\n" +
+	"\x13num_inference_steps\x18\v \x01(\x05H\x06R\x11numInferenceSteps\x88\x01\x01\x126\n" +
+	"\x15num_images_per_prompt\x18\f \x01(\x05H\aR\x12numImagesPerPrompt\x88\x01\x01\x12!\n" +
+	"\finline_media\x18\r \x01(\bR\vinlineMedia\x1a8\n" +
+	"\n" +
+	"LorasEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x01R\x05value:\x028\x01B\v\n" +
 	"\t_strengthB\x11\n" +
 	"\x0f_guidance_scaleB\x17\n" +
 	"\x15_image_guidance_scaleB\x12\n" +
@@ -2202,7 +2424,7 @@ const file_livepeer_generation_v1_generation_service_proto_rawDesc = "" +
 	"\r_safety_checkB\a\n" +
 	"\x05_seedB\x16\n" +
 	"\x14_num_inference_stepsB\x18\n" +
-	"\x16_num_images_per_prompt\"M\n" +
+	"\x16_num_images_per_promptJ\x04\b\x04\x10\x05\"M\n" +
 	"\x14ImageToImageResponse\x125\n" +
 	"\x06images\x18\x01 \x03(\v2\x1d.livepeer.generation.v1.MediaR\x06images\"\xae\x04\n" +
 	"\x13ImageToVideoRequest\x12\x19\n" +
@@ -2240,12 +2462,11 @@ const file_livepeer_generation_v1_generation_service_proto_rawDesc = "" +
 	"\x05_seedB\x16\n" +
 	"\x14_num_inference_steps\"H\n" +
 	"\x0fUpscaleResponse\x125\n" +
-	"\x06images\x18\x01 \x03(\v2\x1d.livepeer.generation.v1.MediaR\x06images\"\xb0\x01\n" +
+	"\x06images\x18\x01 \x03(\v2\x1d.livepeer.generation.v1.MediaR\x06images\"\xc5\x01\n" +
 	"\x12AudioToTextRequest\x12\x19\n" +
 	"\bmodel_id\x18\x01 \x01(\tR\amodelId\x127\n" +
-	"\x05audio\x18\x02 \x01(\v2!.livepeer.generation.v1.InputFileR\x05audio\x120\n" +
-	"\x11return_timestamps\x18\x03 \x01(\tH\x00R\x10returnTimestamps\x88\x01\x01B\x14\n" +
-	"\x12_return_timestamps\"z\n" +
+	"\x05audio\x18\x02 \x01(\v2!.livepeer.generation.v1.InputFileR\x05audio\x12U\n" +
+	"\x11return_timestamps\x18\x04 \x01(\x0e2(.livepeer.generation.v1.ReturnTimestampsR\x10returnTimestampsJ\x04\b\x03\x10\x04\"z\n" +
 	"\tTextChunk\x12\x12\n" +
 	"\x04text\x18\x01 \x01(\tR\x04text\x12#\n" +
 	"\rstart_seconds\x18\x02 \x01(\x01R\fstartSeconds\x12$\n" +
@@ -2254,36 +2475,45 @@ const file_livepeer_generation_v1_generation_service_proto_rawDesc = "" +
 	"\f_end_seconds\"d\n" +
 	"\x13AudioToTextResponse\x12\x12\n" +
 	"\x04text\x18\x01 \x01(\tR\x04text\x129\n" +
-	"\x06chunks\x18\x02 \x03(\v2!.livepeer.generation.v1.TextChunkR\x06chunks\"\xf7\x03\n" +
+	"\x06chunks\x18\x02 \x03(\v2!.livepeer.generation.v1.TextChunkR\x06chunks\"#\n" +
+	"\x05Point\x12\f\n" +
+	"\x01x\x18\x01 \x01(\x01R\x01x\x12\f\n" +
+	"\x01y\x18\x02 \x01(\x01R\x01y\"E\n" +
+	"\x03Box\x12\x0e\n" +
+	"\x02x1\x18\x01 \x01(\x01R\x02x1\x12\x0e\n" +
+	"\x02y1\x18\x02 \x01(\x01R\x02y1\x12\x0e\n" +
+	"\x02x2\x18\x03 \x01(\x01R\x02x2\x12\x0e\n" +
+	"\x02y2\x18\x04 \x01(\x01R\x02y2\"L\n" +
+	"\x04Mask\x12\x16\n" +
+	"\x06height\x18\x01 \x01(\x05R\x06height\x12\x14\n" +
+	"\x05width\x18\x02 \x01(\x05R\x05width\x12\x16\n" +
+	"\x06values\x18\x03 \x03(\x02R\x06values\"\x9c\x04\n" +
 	"\x17SegmentAnything2Request\x12\x19\n" +
 	"\bmodel_id\x18\x01 \x01(\tR\amodelId\x127\n" +
-	"\x05image\x18\x02 \x01(\v2!.livepeer.generation.v1.InputFileR\x05image\x12&\n" +
-	"\fpoint_coords\x18\x03 \x01(\tH\x00R\vpointCoords\x88\x01\x01\x12&\n" +
-	"\fpoint_labels\x18\x04 \x01(\tH\x01R\vpointLabels\x88\x01\x01\x12\x15\n" +
-	"\x03box\x18\x05 \x01(\tH\x02R\x03box\x88\x01\x01\x12\"\n" +
+	"\x05image\x18\x02 \x01(\v2!.livepeer.generation.v1.InputFileR\x05image\x12@\n" +
+	"\fpoint_coords\x18\n" +
+	" \x03(\v2\x1d.livepeer.generation.v1.PointR\vpointCoords\x12!\n" +
+	"\fpoint_labels\x18\v \x03(\x05R\vpointLabels\x12-\n" +
+	"\x03box\x18\f \x01(\v2\x1b.livepeer.generation.v1.BoxR\x03box\x12;\n" +
 	"\n" +
-	"mask_input\x18\x06 \x01(\tH\x03R\tmaskInput\x88\x01\x01\x12.\n" +
-	"\x10multimask_output\x18\a \x01(\bH\x04R\x0fmultimaskOutput\x88\x01\x01\x12(\n" +
-	"\rreturn_logits\x18\b \x01(\bH\x05R\freturnLogits\x88\x01\x01\x12.\n" +
-	"\x10normalize_coords\x18\t \x01(\bH\x06R\x0fnormalizeCoords\x88\x01\x01B\x0f\n" +
-	"\r_point_coordsB\x0f\n" +
-	"\r_point_labelsB\x06\n" +
-	"\x04_boxB\r\n" +
-	"\v_mask_inputB\x13\n" +
+	"mask_input\x18\r \x01(\v2\x1c.livepeer.generation.v1.MaskR\tmaskInput\x12.\n" +
+	"\x10multimask_output\x18\a \x01(\bH\x00R\x0fmultimaskOutput\x88\x01\x01\x12(\n" +
+	"\rreturn_logits\x18\b \x01(\bH\x01R\freturnLogits\x88\x01\x01\x12.\n" +
+	"\x10normalize_coords\x18\t \x01(\bH\x02R\x0fnormalizeCoords\x88\x01\x01B\x13\n" +
 	"\x11_multimask_outputB\x10\n" +
 	"\x0e_return_logitsB\x13\n" +
-	"\x11_normalize_coords\"`\n" +
-	"\x18SegmentAnything2Response\x12\x14\n" +
-	"\x05masks\x18\x01 \x01(\tR\x05masks\x12\x16\n" +
-	"\x06scores\x18\x02 \x01(\tR\x06scores\x12\x16\n" +
-	"\x06logits\x18\x03 \x01(\tR\x06logits\":\n" +
+	"\x11_normalize_coordsJ\x04\b\x03\x10\x04J\x04\b\x04\x10\x05J\x04\b\x05\x10\x06J\x04\b\x06\x10\a\"\xae\x01\n" +
+	"\x18SegmentAnything2Response\x122\n" +
+	"\x05masks\x18\x04 \x03(\v2\x1c.livepeer.generation.v1.MaskR\x05masks\x12\x16\n" +
+	"\x06scores\x18\x05 \x03(\x01R\x06scores\x124\n" +
+	"\x06logits\x18\x06 \x03(\v2\x1c.livepeer.generation.v1.MaskR\x06logitsJ\x04\b\x01\x10\x02J\x04\b\x02\x10\x03J\x04\b\x03\x10\x04\"a\n" +
 	"\n" +
-	"LLMMessage\x12\x12\n" +
-	"\x04role\x18\x01 \x01(\tR\x04role\x12\x18\n" +
-	"\acontent\x18\x02 \x01(\tR\acontent\"\x94\x02\n" +
+	"LlmMessage\x123\n" +
+	"\x04role\x18\x03 \x01(\x0e2\x1f.livepeer.generation.v1.LlmRoleR\x04role\x12\x18\n" +
+	"\acontent\x18\x02 \x01(\tR\acontentJ\x04\b\x01\x10\x02\"\x94\x02\n" +
 	"\n" +
-	"LLMRequest\x12>\n" +
-	"\bmessages\x18\x01 \x03(\v2\".livepeer.generation.v1.LLMMessageR\bmessages\x12\x14\n" +
+	"LlmRequest\x12>\n" +
+	"\bmessages\x18\x01 \x03(\v2\".livepeer.generation.v1.LlmMessageR\bmessages\x12\x14\n" +
 	"\x05model\x18\x02 \x01(\tR\x05model\x12%\n" +
 	"\vtemperature\x18\x03 \x01(\x01H\x00R\vtemperature\x88\x01\x01\x12\"\n" +
 	"\n" +
@@ -2294,39 +2524,27 @@ const file_livepeer_generation_v1_generation_service_proto_rawDesc = "" +
 	"\v_max_tokensB\b\n" +
 	"\x06_top_pB\b\n" +
 	"\x06_top_k\"\x84\x01\n" +
-	"\rLLMTokenUsage\x12#\n" +
+	"\rLlmTokenUsage\x12#\n" +
 	"\rprompt_tokens\x18\x01 \x01(\x05R\fpromptTokens\x12+\n" +
 	"\x11completion_tokens\x18\x02 \x01(\x05R\x10completionTokens\x12!\n" +
 	"\ftotal_tokens\x18\x03 \x01(\x05R\vtotalTokens\"\xbe\x01\n" +
-	"\tLLMChoice\x12\x14\n" +
+	"\tLlmChoice\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x05R\x05index\x12#\n" +
 	"\rfinish_reason\x18\x02 \x01(\tR\ffinishReason\x128\n" +
-	"\x05delta\x18\x03 \x01(\v2\".livepeer.generation.v1.LLMMessageR\x05delta\x12<\n" +
-	"\amessage\x18\x04 \x01(\v2\".livepeer.generation.v1.LLMMessageR\amessage\"\xc7\x01\n" +
-	"\vLLMResponse\x12\x0e\n" +
+	"\x05delta\x18\x03 \x01(\v2\".livepeer.generation.v1.LlmMessageR\x05delta\x12<\n" +
+	"\amessage\x18\x04 \x01(\v2\".livepeer.generation.v1.LlmMessageR\amessage\"\xc7\x01\n" +
+	"\vLlmResponse\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
 	"\x05model\x18\x02 \x01(\tR\x05model\x12\x18\n" +
 	"\acreated\x18\x03 \x01(\x03R\acreated\x12;\n" +
-	"\x05usage\x18\x04 \x01(\v2%.livepeer.generation.v1.LLMTokenUsageR\x05usage\x12;\n" +
-	"\achoices\x18\x05 \x03(\v2!.livepeer.generation.v1.LLMChoiceR\achoices\"\x9a\x02\n" +
-	"\x10LLMStreamRequest\x12>\n" +
-	"\bmessages\x18\x01 \x03(\v2\".livepeer.generation.v1.LLMMessageR\bmessages\x12\x14\n" +
-	"\x05model\x18\x02 \x01(\tR\x05model\x12%\n" +
-	"\vtemperature\x18\x03 \x01(\x01H\x00R\vtemperature\x88\x01\x01\x12\"\n" +
-	"\n" +
-	"max_tokens\x18\x04 \x01(\x05H\x01R\tmaxTokens\x88\x01\x01\x12\x18\n" +
-	"\x05top_p\x18\x05 \x01(\x01H\x02R\x04topP\x88\x01\x01\x12\x18\n" +
-	"\x05top_k\x18\x06 \x01(\x05H\x03R\x04topK\x88\x01\x01B\x0e\n" +
-	"\f_temperatureB\r\n" +
-	"\v_max_tokensB\b\n" +
-	"\x06_top_pB\b\n" +
-	"\x06_top_k\"\xcd\x01\n" +
-	"\x11LLMStreamResponse\x12\x0e\n" +
+	"\x05usage\x18\x04 \x01(\v2%.livepeer.generation.v1.LlmTokenUsageR\x05usage\x12;\n" +
+	"\achoices\x18\x05 \x03(\v2!.livepeer.generation.v1.LlmChoiceR\achoices\"\xcd\x01\n" +
+	"\x11LlmStreamResponse\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
 	"\x05model\x18\x02 \x01(\tR\x05model\x12\x18\n" +
 	"\acreated\x18\x03 \x01(\x03R\acreated\x12;\n" +
-	"\x05usage\x18\x04 \x01(\v2%.livepeer.generation.v1.LLMTokenUsageR\x05usage\x12;\n" +
-	"\achoices\x18\x05 \x03(\v2!.livepeer.generation.v1.LLMChoiceR\achoices\"\x90\x01\n" +
+	"\x05usage\x18\x04 \x01(\v2%.livepeer.generation.v1.LlmTokenUsageR\x05usage\x12;\n" +
+	"\achoices\x18\x05 \x03(\v2!.livepeer.generation.v1.LlmChoiceR\achoices\"\x90\x01\n" +
 	"\x12ImageToTextRequest\x12\x19\n" +
 	"\bmodel_id\x18\x01 \x01(\tR\amodelId\x127\n" +
 	"\x05image\x18\x02 \x01(\v2!.livepeer.generation.v1.InputFileR\x05image\x12\x1b\n" +
@@ -2341,7 +2559,17 @@ const file_livepeer_generation_v1_generation_service_proto_rawDesc = "" +
 	"\finline_media\x18\x04 \x01(\bR\vinlineMediaB\x0e\n" +
 	"\f_description\"N\n" +
 	"\x14TextToSpeechResponse\x126\n" +
-	"\x05audio\x18\x01 \x01(\v2 .livepeer.generation.v1.MediaURLR\x05audio2\x93\b\n" +
+	"\x05audio\x18\x01 \x01(\v2 .livepeer.generation.v1.MediaUrlR\x05audio*\x8d\x01\n" +
+	"\x10ReturnTimestamps\x12!\n" +
+	"\x1dRETURN_TIMESTAMPS_UNSPECIFIED\x10\x00\x12\x1e\n" +
+	"\x1aRETURN_TIMESTAMPS_SENTENCE\x10\x01\x12\x1a\n" +
+	"\x16RETURN_TIMESTAMPS_WORD\x10\x02\x12\x1a\n" +
+	"\x16RETURN_TIMESTAMPS_NONE\x10\x03*c\n" +
+	"\aLlmRole\x12\x18\n" +
+	"\x14LLM_ROLE_UNSPECIFIED\x10\x00\x12\x13\n" +
+	"\x0fLLM_ROLE_SYSTEM\x10\x01\x12\x11\n" +
+	"\rLLM_ROLE_USER\x10\x02\x12\x16\n" +
+	"\x12LLM_ROLE_ASSISTANT\x10\x032\x8d\b\n" +
 	"\x11GenerationService\x12f\n" +
 	"\vTextToImage\x12*.livepeer.generation.v1.TextToImageRequest\x1a+.livepeer.generation.v1.TextToImageResponse\x12i\n" +
 	"\fImageToImage\x12+.livepeer.generation.v1.ImageToImageRequest\x1a,.livepeer.generation.v1.ImageToImageResponse\x12i\n" +
@@ -2349,8 +2577,8 @@ const file_livepeer_generation_v1_generation_service_proto_rawDesc = "" +
 	"\aUpscale\x12&.livepeer.generation.v1.UpscaleRequest\x1a'.livepeer.generation.v1.UpscaleResponse\x12f\n" +
 	"\vAudioToText\x12*.livepeer.generation.v1.AudioToTextRequest\x1a+.livepeer.generation.v1.AudioToTextResponse\x12u\n" +
 	"\x10SegmentAnything2\x12/.livepeer.generation.v1.SegmentAnything2Request\x1a0.livepeer.generation.v1.SegmentAnything2Response\x12N\n" +
-	"\x03LLM\x12\".livepeer.generation.v1.LLMRequest\x1a#.livepeer.generation.v1.LLMResponse\x12b\n" +
-	"\tLLMStream\x12(.livepeer.generation.v1.LLMStreamRequest\x1a).livepeer.generation.v1.LLMStreamResponse0\x01\x12f\n" +
+	"\x03Llm\x12\".livepeer.generation.v1.LlmRequest\x1a#.livepeer.generation.v1.LlmResponse\x12\\\n" +
+	"\tLlmStream\x12\".livepeer.generation.v1.LlmRequest\x1a).livepeer.generation.v1.LlmStreamResponse0\x01\x12f\n" +
 	"\vImageToText\x12*.livepeer.generation.v1.ImageToTextRequest\x1a+.livepeer.generation.v1.ImageToTextResponse\x12i\n" +
 	"\fTextToSpeech\x12+.livepeer.generation.v1.TextToSpeechRequest\x1a,.livepeer.generation.v1.TextToSpeechResponseB4Z2genservice/gen/livepeer/generation/v1;generationv1b\x06proto3"
 
@@ -2366,82 +2594,97 @@ func file_livepeer_generation_v1_generation_service_proto_rawDescGZIP() []byte {
 	return file_livepeer_generation_v1_generation_service_proto_rawDescData
 }
 
-var file_livepeer_generation_v1_generation_service_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
+var file_livepeer_generation_v1_generation_service_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_livepeer_generation_v1_generation_service_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
 var file_livepeer_generation_v1_generation_service_proto_goTypes = []any{
-	(*InputFile)(nil),                // 0: livepeer.generation.v1.InputFile
-	(*Media)(nil),                    // 1: livepeer.generation.v1.Media
-	(*MediaURL)(nil),                 // 2: livepeer.generation.v1.MediaURL
-	(*TextToImageRequest)(nil),       // 3: livepeer.generation.v1.TextToImageRequest
-	(*TextToImageResponse)(nil),      // 4: livepeer.generation.v1.TextToImageResponse
-	(*ImageToImageRequest)(nil),      // 5: livepeer.generation.v1.ImageToImageRequest
-	(*ImageToImageResponse)(nil),     // 6: livepeer.generation.v1.ImageToImageResponse
-	(*ImageToVideoRequest)(nil),      // 7: livepeer.generation.v1.ImageToVideoRequest
-	(*ImageToVideoResponse)(nil),     // 8: livepeer.generation.v1.ImageToVideoResponse
-	(*UpscaleRequest)(nil),           // 9: livepeer.generation.v1.UpscaleRequest
-	(*UpscaleResponse)(nil),          // 10: livepeer.generation.v1.UpscaleResponse
-	(*AudioToTextRequest)(nil),       // 11: livepeer.generation.v1.AudioToTextRequest
-	(*TextChunk)(nil),                // 12: livepeer.generation.v1.TextChunk
-	(*AudioToTextResponse)(nil),      // 13: livepeer.generation.v1.AudioToTextResponse
-	(*SegmentAnything2Request)(nil),  // 14: livepeer.generation.v1.SegmentAnything2Request
-	(*SegmentAnything2Response)(nil), // 15: livepeer.generation.v1.SegmentAnything2Response
-	(*LLMMessage)(nil),               // 16: livepeer.generation.v1.LLMMessage
-	(*LLMRequest)(nil),               // 17: livepeer.generation.v1.LLMRequest
-	(*LLMTokenUsage)(nil),            // 18: livepeer.generation.v1.LLMTokenUsage
-	(*LLMChoice)(nil),                // 19: livepeer.generation.v1.LLMChoice
-	(*LLMResponse)(nil),              // 20: livepeer.generation.v1.LLMResponse
-	(*LLMStreamRequest)(nil),         // 21: livepeer.generation.v1.LLMStreamRequest
-	(*LLMStreamResponse)(nil),        // 22: livepeer.generation.v1.LLMStreamResponse
-	(*ImageToTextRequest)(nil),       // 23: livepeer.generation.v1.ImageToTextRequest
-	(*ImageToTextResponse)(nil),      // 24: livepeer.generation.v1.ImageToTextResponse
-	(*TextToSpeechRequest)(nil),      // 25: livepeer.generation.v1.TextToSpeechRequest
-	(*TextToSpeechResponse)(nil),     // 26: livepeer.generation.v1.TextToSpeechResponse
+	(ReturnTimestamps)(0),            // 0: livepeer.generation.v1.ReturnTimestamps
+	(LlmRole)(0),                     // 1: livepeer.generation.v1.LlmRole
+	(*InputFile)(nil),                // 2: livepeer.generation.v1.InputFile
+	(*Media)(nil),                    // 3: livepeer.generation.v1.Media
+	(*MediaUrl)(nil),                 // 4: livepeer.generation.v1.MediaUrl
+	(*TextToImageRequest)(nil),       // 5: livepeer.generation.v1.TextToImageRequest
+	(*TextToImageResponse)(nil),      // 6: livepeer.generation.v1.TextToImageResponse
+	(*ImageToImageRequest)(nil),      // 7: livepeer.generation.v1.ImageToImageRequest
+	(*ImageToImageResponse)(nil),     // 8: livepeer.generation.v1.ImageToImageResponse
+	(*ImageToVideoRequest)(nil),      // 9: livepeer.generation.v1.ImageToVideoRequest
+	(*ImageToVideoResponse)(nil),     // 10: livepeer.generation.v1.ImageToVideoResponse
+	(*UpscaleRequest)(nil),           // 11: livepeer.generation.v1.UpscaleRequest
+	(*UpscaleResponse)(nil),          // 12: livepeer.generation.v1.UpscaleResponse
+	(*AudioToTextRequest)(nil),       // 13: livepeer.generation.v1.AudioToTextRequest
+	(*TextChunk)(nil),                // 14: livepeer.generation.v1.TextChunk
+	(*AudioToTextResponse)(nil),      // 15: livepeer.generation.v1.AudioToTextResponse
+	(*Point)(nil),                    // 16: livepeer.generation.v1.Point
+	(*Box)(nil),                      // 17: livepeer.generation.v1.Box
+	(*Mask)(nil),                     // 18: livepeer.generation.v1.Mask
+	(*SegmentAnything2Request)(nil),  // 19: livepeer.generation.v1.SegmentAnything2Request
+	(*SegmentAnything2Response)(nil), // 20: livepeer.generation.v1.SegmentAnything2Response
+	(*LlmMessage)(nil),               // 21: livepeer.generation.v1.LlmMessage
+	(*LlmRequest)(nil),               // 22: livepeer.generation.v1.LlmRequest
+	(*LlmTokenUsage)(nil),            // 23: livepeer.generation.v1.LlmTokenUsage
+	(*LlmChoice)(nil),                // 24: livepeer.generation.v1.LlmChoice
+	(*LlmResponse)(nil),              // 25: livepeer.generation.v1.LlmResponse
+	(*LlmStreamResponse)(nil),        // 26: livepeer.generation.v1.LlmStreamResponse
+	(*ImageToTextRequest)(nil),       // 27: livepeer.generation.v1.ImageToTextRequest
+	(*ImageToTextResponse)(nil),      // 28: livepeer.generation.v1.ImageToTextResponse
+	(*TextToSpeechRequest)(nil),      // 29: livepeer.generation.v1.TextToSpeechRequest
+	(*TextToSpeechResponse)(nil),     // 30: livepeer.generation.v1.TextToSpeechResponse
+	nil,                              // 31: livepeer.generation.v1.TextToImageRequest.LorasEntry
+	nil,                              // 32: livepeer.generation.v1.ImageToImageRequest.LorasEntry
 }
 var file_livepeer_generation_v1_generation_service_proto_depIdxs = []int32{
-	1,  // 0: livepeer.generation.v1.TextToImageResponse.images:type_name -> livepeer.generation.v1.Media
-	0,  // 1: livepeer.generation.v1.ImageToImageRequest.image:type_name -> livepeer.generation.v1.InputFile
-	1,  // 2: livepeer.generation.v1.ImageToImageResponse.images:type_name -> livepeer.generation.v1.Media
-	0,  // 3: livepeer.generation.v1.ImageToVideoRequest.image:type_name -> livepeer.generation.v1.InputFile
-	1,  // 4: livepeer.generation.v1.ImageToVideoResponse.images:type_name -> livepeer.generation.v1.Media
-	0,  // 5: livepeer.generation.v1.UpscaleRequest.image:type_name -> livepeer.generation.v1.InputFile
-	1,  // 6: livepeer.generation.v1.UpscaleResponse.images:type_name -> livepeer.generation.v1.Media
-	0,  // 7: livepeer.generation.v1.AudioToTextRequest.audio:type_name -> livepeer.generation.v1.InputFile
-	12, // 8: livepeer.generation.v1.AudioToTextResponse.chunks:type_name -> livepeer.generation.v1.TextChunk
-	0,  // 9: livepeer.generation.v1.SegmentAnything2Request.image:type_name -> livepeer.generation.v1.InputFile
-	16, // 10: livepeer.generation.v1.LLMRequest.messages:type_name -> livepeer.generation.v1.LLMMessage
-	16, // 11: livepeer.generation.v1.LLMChoice.delta:type_name -> livepeer.generation.v1.LLMMessage
-	16, // 12: livepeer.generation.v1.LLMChoice.message:type_name -> livepeer.generation.v1.LLMMessage
-	18, // 13: livepeer.generation.v1.LLMResponse.usage:type_name -> livepeer.generation.v1.LLMTokenUsage
-	19, // 14: livepeer.generation.v1.LLMResponse.choices:type_name -> livepeer.generation.v1.LLMChoice
-	16, // 15: livepeer.generation.v1.LLMStreamRequest.messages:type_name -> livepeer.generation.v1.LLMMessage
-	18, // 16: livepeer.generation.v1.LLMStreamResponse.usage:type_name -> livepeer.generation.v1.LLMTokenUsage
-	19, // 17: livepeer.generation.v1.LLMStreamResponse.choices:type_name -> livepeer.generation.v1.LLMChoice
-	0,  // 18: livepeer.generation.v1.ImageToTextRequest.image:type_name -> livepeer.generation.v1.InputFile
-	2,  // 19: livepeer.generation.v1.TextToSpeechResponse.audio:type_name -> livepeer.generation.v1.MediaURL
-	3,  // 20: livepeer.generation.v1.GenerationService.TextToImage:input_type -> livepeer.generation.v1.TextToImageRequest
-	5,  // 21: livepeer.generation.v1.GenerationService.ImageToImage:input_type -> livepeer.generation.v1.ImageToImageRequest
-	7,  // 22: livepeer.generation.v1.GenerationService.ImageToVideo:input_type -> livepeer.generation.v1.ImageToVideoRequest
-	9,  // 23: livepeer.generation.v1.GenerationService.Upscale:input_type -> livepeer.generation.v1.UpscaleRequest
-	11, // 24: livepeer.generation.v1.GenerationService.AudioToText:input_type -> livepeer.generation.v1.AudioToTextRequest
-	14, // 25: livepeer.generation.v1.GenerationService.SegmentAnything2:input_type -> livepeer.generation.v1.SegmentAnything2Request
-	17, // 26: livepeer.generation.v1.GenerationService.LLM:input_type -> livepeer.generation.v1.LLMRequest
-	21, // 27: livepeer.generation.v1.GenerationService.LLMStream:input_type -> livepeer.generation.v1.LLMStreamRequest
-	23, // 28: livepeer.generation.v1.GenerationService.ImageToText:input_type -> livepeer.generation.v1.ImageToTextRequest
-	25, // 29: livepeer.generation.v1.GenerationService.TextToSpeech:input_type -> livepeer.generation.v1.TextToSpeechRequest
-	4,  // 30: livepeer.generation.v1.GenerationService.TextToImage:output_type -> livepeer.generation.v1.TextToImageResponse
-	6,  // 31: livepeer.generation.v1.GenerationService.ImageToImage:output_type -> livepeer.generation.v1.ImageToImageResponse
-	8,  // 32: livepeer.generation.v1.GenerationService.ImageToVideo:output_type -> livepeer.generation.v1.ImageToVideoResponse
-	10, // 33: livepeer.generation.v1.GenerationService.Upscale:output_type -> livepeer.generation.v1.UpscaleResponse
-	13, // 34: livepeer.generation.v1.GenerationService.AudioToText:output_type -> livepeer.generation.v1.AudioToTextResponse
-	15, // 35: livepeer.generation.v1.GenerationService.SegmentAnything2:output_type -> livepeer.generation.v1.SegmentAnything2Response
-	20, // 36: livepeer.generation.v1.GenerationService.LLM:output_type -> livepeer.generation.v1.LLMResponse
-	22, // 37: livepeer.generation.v1.GenerationService.LLMStream:output_type -> livepeer.generation.v1.LLMStreamResponse
-	24, // 38: livepeer.generation.v1.GenerationService.ImageToText:output_type -> livepeer.generation.v1.ImageToTextResponse
-	26, // 39: livepeer.generation.v1.GenerationService.TextToSpeech:output_type -> livepeer.generation.v1.TextToSpeechResponse
-	30, // [30:40] is the sub-list for method output_type
-	20, // [20:30] is the sub-list for method input_type
-	20, // [20:20] is the sub-list for extension type_name
-	20, // [20:20] is the sub-list for extension extendee
-	0,  // [0:20] is the sub-list for field type_name
+	31, // 0: livepeer.generation.v1.TextToImageRequest.loras:type_name -> livepeer.generation.v1.TextToImageRequest.LorasEntry
+	3,  // 1: livepeer.generation.v1.TextToImageResponse.images:type_name -> livepeer.generation.v1.Media
+	2,  // 2: livepeer.generation.v1.ImageToImageRequest.image:type_name -> livepeer.generation.v1.InputFile
+	32, // 3: livepeer.generation.v1.ImageToImageRequest.loras:type_name -> livepeer.generation.v1.ImageToImageRequest.LorasEntry
+	3,  // 4: livepeer.generation.v1.ImageToImageResponse.images:type_name -> livepeer.generation.v1.Media
+	2,  // 5: livepeer.generation.v1.ImageToVideoRequest.image:type_name -> livepeer.generation.v1.InputFile
+	3,  // 6: livepeer.generation.v1.ImageToVideoResponse.images:type_name -> livepeer.generation.v1.Media
+	2,  // 7: livepeer.generation.v1.UpscaleRequest.image:type_name -> livepeer.generation.v1.InputFile
+	3,  // 8: livepeer.generation.v1.UpscaleResponse.images:type_name -> livepeer.generation.v1.Media
+	2,  // 9: livepeer.generation.v1.AudioToTextRequest.audio:type_name -> livepeer.generation.v1.InputFile
+	0,  // 10: livepeer.generation.v1.AudioToTextRequest.return_timestamps:type_name -> livepeer.generation.v1.ReturnTimestamps
+	14, // 11: livepeer.generation.v1.AudioToTextResponse.chunks:type_name -> livepeer.generation.v1.TextChunk
+	2,  // 12: livepeer.generation.v1.SegmentAnything2Request.image:type_name -> livepeer.generation.v1.InputFile
+	16, // 13: livepeer.generation.v1.SegmentAnything2Request.point_coords:type_name -> livepeer.generation.v1.Point
+	17, // 14: livepeer.generation.v1.SegmentAnything2Request.box:type_name -> livepeer.generation.v1.Box
+	18, // 15: livepeer.generation.v1.SegmentAnything2Request.mask_input:type_name -> livepeer.generation.v1.Mask
+	18, // 16: livepeer.generation.v1.SegmentAnything2Response.masks:type_name -> livepeer.generation.v1.Mask
+	18, // 17: livepeer.generation.v1.SegmentAnything2Response.logits:type_name -> livepeer.generation.v1.Mask
+	1,  // 18: livepeer.generation.v1.LlmMessage.role:type_name -> livepeer.generation.v1.LlmRole
+	21, // 19: livepeer.generation.v1.LlmRequest.messages:type_name -> livepeer.generation.v1.LlmMessage
+	21, // 20: livepeer.generation.v1.LlmChoice.delta:type_name -> livepeer.generation.v1.LlmMessage
+	21, // 21: livepeer.generation.v1.LlmChoice.message:type_name -> livepeer.generation.v1.LlmMessage
+	23, // 22: livepeer.generation.v1.LlmResponse.usage:type_name -> livepeer.generation.v1.LlmTokenUsage
+	24, // 23: livepeer.generation.v1.LlmResponse.choices:type_name -> livepeer.generation.v1.LlmChoice
+	23, // 24: livepeer.generation.v1.LlmStreamResponse.usage:type_name -> livepeer.generation.v1.LlmTokenUsage
+	24, // 25: livepeer.generation.v1.LlmStreamResponse.choices:type_name -> livepeer.generation.v1.LlmChoice
+	2,  // 26: livepeer.generation.v1.ImageToTextRequest.image:type_name -> livepeer.generation.v1.InputFile
+	4,  // 27: livepeer.generation.v1.TextToSpeechResponse.audio:type_name -> livepeer.generation.v1.MediaUrl
+	5,  // 28: livepeer.generation.v1.GenerationService.TextToImage:input_type -> livepeer.generation.v1.TextToImageRequest
+	7,  // 29: livepeer.generation.v1.GenerationService.ImageToImage:input_type -> livepeer.generation.v1.ImageToImageRequest
+	9,  // 30: livepeer.generation.v1.GenerationService.ImageToVideo:input_type -> livepeer.generation.v1.ImageToVideoRequest
+	11, // 31: livepeer.generation.v1.GenerationService.Upscale:input_type -> livepeer.generation.v1.UpscaleRequest
+	13, // 32: livepeer.generation.v1.GenerationService.AudioToText:input_type -> livepeer.generation.v1.AudioToTextRequest
+	19, // 33: livepeer.generation.v1.GenerationService.SegmentAnything2:input_type -> livepeer.generation.v1.SegmentAnything2Request
+	22, // 34: livepeer.generation.v1.GenerationService.Llm:input_type -> livepeer.generation.v1.LlmRequest
+	22, // 35: livepeer.generation.v1.GenerationService.LlmStream:input_type -> livepeer.generation.v1.LlmRequest
+	27, // 36: livepeer.generation.v1.GenerationService.ImageToText:input_type -> livepeer.generation.v1.ImageToTextRequest
+	29, // 37: livepeer.generation.v1.GenerationService.TextToSpeech:input_type -> livepeer.generation.v1.TextToSpeechRequest
+	6,  // 38: livepeer.generation.v1.GenerationService.TextToImage:output_type -> livepeer.generation.v1.TextToImageResponse
+	8,  // 39: livepeer.generation.v1.GenerationService.ImageToImage:output_type -> livepeer.generation.v1.ImageToImageResponse
+	10, // 40: livepeer.generation.v1.GenerationService.ImageToVideo:output_type -> livepeer.generation.v1.ImageToVideoResponse
+	12, // 41: livepeer.generation.v1.GenerationService.Upscale:output_type -> livepeer.generation.v1.UpscaleResponse
+	15, // 42: livepeer.generation.v1.GenerationService.AudioToText:output_type -> livepeer.generation.v1.AudioToTextResponse
+	20, // 43: livepeer.generation.v1.GenerationService.SegmentAnything2:output_type -> livepeer.generation.v1.SegmentAnything2Response
+	25, // 44: livepeer.generation.v1.GenerationService.Llm:output_type -> livepeer.generation.v1.LlmResponse
+	26, // 45: livepeer.generation.v1.GenerationService.LlmStream:output_type -> livepeer.generation.v1.LlmStreamResponse
+	28, // 46: livepeer.generation.v1.GenerationService.ImageToText:output_type -> livepeer.generation.v1.ImageToTextResponse
+	30, // 47: livepeer.generation.v1.GenerationService.TextToSpeech:output_type -> livepeer.generation.v1.TextToSpeechResponse
+	38, // [38:48] is the sub-list for method output_type
+	28, // [28:38] is the sub-list for method input_type
+	28, // [28:28] is the sub-list for extension type_name
+	28, // [28:28] is the sub-list for extension extendee
+	0,  // [0:28] is the sub-list for field type_name
 }
 
 func init() { file_livepeer_generation_v1_generation_service_proto_init() }
@@ -2453,25 +2696,24 @@ func file_livepeer_generation_v1_generation_service_proto_init() {
 	file_livepeer_generation_v1_generation_service_proto_msgTypes[5].OneofWrappers = []any{}
 	file_livepeer_generation_v1_generation_service_proto_msgTypes[7].OneofWrappers = []any{}
 	file_livepeer_generation_v1_generation_service_proto_msgTypes[9].OneofWrappers = []any{}
-	file_livepeer_generation_v1_generation_service_proto_msgTypes[11].OneofWrappers = []any{}
 	file_livepeer_generation_v1_generation_service_proto_msgTypes[12].OneofWrappers = []any{}
-	file_livepeer_generation_v1_generation_service_proto_msgTypes[14].OneofWrappers = []any{}
 	file_livepeer_generation_v1_generation_service_proto_msgTypes[17].OneofWrappers = []any{}
-	file_livepeer_generation_v1_generation_service_proto_msgTypes[21].OneofWrappers = []any{}
-	file_livepeer_generation_v1_generation_service_proto_msgTypes[23].OneofWrappers = []any{}
+	file_livepeer_generation_v1_generation_service_proto_msgTypes[20].OneofWrappers = []any{}
 	file_livepeer_generation_v1_generation_service_proto_msgTypes[25].OneofWrappers = []any{}
+	file_livepeer_generation_v1_generation_service_proto_msgTypes[27].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_livepeer_generation_v1_generation_service_proto_rawDesc), len(file_livepeer_generation_v1_generation_service_proto_rawDesc)),
-			NumEnums:      0,
-			NumMessages:   27,
+			NumEnums:      2,
+			NumMessages:   31,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
 		GoTypes:           file_livepeer_generation_v1_generation_service_proto_goTypes,
 		DependencyIndexes: file_livepeer_generation_v1_generation_service_proto_depIdxs,
+		EnumInfos:         file_livepeer_generation_v1_generation_service_proto_enumTypes,
 		MessageInfos:      file_livepeer_generation_v1_generation_service_proto_msgTypes,
 	}.Build()
 	File_livepeer_generation_v1_generation_service_proto = out.File

@@ -25,8 +25,8 @@ const (
 	GenerationService_Upscale_FullMethodName          = "/livepeer.generation.v1.GenerationService/Upscale"
 	GenerationService_AudioToText_FullMethodName      = "/livepeer.generation.v1.GenerationService/AudioToText"
 	GenerationService_SegmentAnything2_FullMethodName = "/livepeer.generation.v1.GenerationService/SegmentAnything2"
-	GenerationService_LLM_FullMethodName              = "/livepeer.generation.v1.GenerationService/LLM"
-	GenerationService_LLMStream_FullMethodName        = "/livepeer.generation.v1.GenerationService/LLMStream"
+	GenerationService_Llm_FullMethodName              = "/livepeer.generation.v1.GenerationService/Llm"
+	GenerationService_LlmStream_FullMethodName        = "/livepeer.generation.v1.GenerationService/LlmStream"
 	GenerationService_ImageToText_FullMethodName      = "/livepeer.generation.v1.GenerationService/ImageToText"
 	GenerationService_TextToSpeech_FullMethodName     = "/livepeer.generation.v1.GenerationService/TextToSpeech"
 )
@@ -37,18 +37,52 @@ const (
 //
 // GenerationService runs Livepeer AI generation pipelines on behalf of internal callers.
 //
-// Callers authenticate with a client certificate (mTLS); genservice calls the Livepeer
-// gateway with its own backend API key. Field names match the Livepeer REST API, so the
-// Livepeer documentation applies field by field. Fields marked `optional` have a gateway
-// default: leave them unset to let the gateway decide.
+// Field names match the Livepeer REST API, so the Livepeer documentation applies field by
+// field. Fields marked `optional` have a gateway default: leave them unset to let the
+// gateway decide. Result URLs are absolute; they point at the gateway's storage and may be
+// short-lived, so fetch them promptly (or set inline_media).
 //
-// Errors carry google.rpc.ErrorInfo (reason: an ErrorReason name without its prefix) and,
-// where useful, RetryInfo, BadRequest or Help. Result URLs are absolute; they point at the
-// gateway's storage and may be short-lived, so fetch them promptly.
+// Connecting. TLS 1.3 only, with a client certificate issued by the CA the operator
+// configured (extended key usage clientAuth). The caller's identity (principal) is the
+// certificate's single spiffe:// URI SAN if it has one, else its first DNS SAN, else its
+// subject common name; a certificate with more than one URI SAN, a malformed SPIFFE ID, a
+// DNS name or CN that looks like a SPIFFE ID, or a CA certificate is refused. Without a
+// usable certificate every RPC but grpc.health.v1 fails with UNAUTHENTICATED
+// (CLIENT_CERTIFICATE_REQUIRED) before the request is read. Behind a service mesh the
+// sidecar's verified identity is used instead.
 //
-// Generation takes from about a second (text-to-image) to minutes (image-to-video): set a
-// deadline that fits the pipeline. The deadline bounds the upstream call; cancelling the
-// call cancels it upstream.
+// Sizes. A request may be at most 12 MiB after decompression by default (Livepeer Studio
+// accepts files up to 10 MiB); a response at most 32 MiB. inline_media puts result bytes
+// into the response, so a client that sets it must raise its own receive limit (gRPC's
+// default is 4 MiB) to the response size it expects. The operator may change both limits.
+//
+// Deadlines. Set one that fits the pipeline: generation takes from about a second
+// (text-to-image) to minutes (image-to-video). The deadline bounds the upstream call and
+// cancelling the call cancels it upstream. Without a deadline genservice applies its own
+// per pipeline: 2 minutes for text-to-image, image-to-image, segment-anything-2 and
+// image-to-text, 3 for upscale and text-to-speech, 5 for audio-to-text and llm, 10 for
+// image-to-video.
+//
+// Request ids. Send x-request-id metadata (up to 128 characters of letters, digits and
+// -_.:) to tie your logs to genservice's; otherwise genservice makes one. Either way it
+// comes back in the x-request-id response header and in INTERNAL errors' metadata.
+//
+// Errors. Every status genservice itself produces carries google.rpc.ErrorInfo with domain
+// "genservice" (configurable), a reason from ErrorReason (its name without the prefix; the
+// enum's comments list each reason's code and metadata keys) and lowerCamelCase metadata.
+// Some also carry google.rpc.RetryInfo (when to retry: OVERLOADED, CALLER_RATE_LIMITED,
+// UPSTREAM_RATE_LIMITED, UPSTREAM_UNAVAILABLE, UPSTREAM_TIMEOUT, UPSTREAM_UNREACHABLE,
+// UPSTREAM_CONNECTION_DROPPED), google.rpc.BadRequest (the fields at fault:
+// INVALID_REQUEST, UPSTREAM_INVALID_ARGUMENT), google.rpc.QuotaFailure
+// (CALLER_RATE_LIMITED) or google.rpc.Help (what an operator should check:
+// UPSTREAM_API_KEY_REJECTED, UPSTREAM_API_KEY_FORBIDDEN). DEADLINE_EXCEEDED and CANCELLED
+// carry no ErrorInfo (your deadline passed or you cancelled), nor do statuses made by the
+// gRPC library itself before genservice sees the call (for example a message larger than
+// the limit after decompression: RESOURCE_EXHAUSTED).
+//
+// Retrying. genservice already retries the gateway where nothing can have been generated;
+// retry UNAVAILABLE after RetryInfo's delay, never INVALID_ARGUMENT or PERMISSION_DENIED.
+// A suitable gRPC service config retries UNAVAILABLE with backoff for the unary RPCs.
 type GenerationServiceClient interface {
 	// Generates images from a text prompt (gateway: POST /text-to-image, JSON).
 	TextToImage(ctx context.Context, in *TextToImageRequest, opts ...grpc.CallOption) (*TextToImageResponse, error)
@@ -66,11 +100,13 @@ type GenerationServiceClient interface {
 	SegmentAnything2(ctx context.Context, in *SegmentAnything2Request, opts ...grpc.CallOption) (*SegmentAnything2Response, error)
 	// Completes a chat conversation with a large language model and returns the whole
 	// answer (gateway: POST /llm, JSON, stream=false).
-	LLM(ctx context.Context, in *LLMRequest, opts ...grpc.CallOption) (*LLMResponse, error)
+	Llm(ctx context.Context, in *LlmRequest, opts ...grpc.CallOption) (*LlmResponse, error)
 	// Completes a chat conversation and streams the answer: one message per upstream
 	// server-sent event, forwarded as it arrives (gateway: POST /llm, JSON, stream=true).
-	// The stream ends OK after the event whose finish_reason is set.
-	LLMStream(ctx context.Context, in *LLMStreamRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[LLMStreamResponse], error)
+	// Takes the same request as Llm. The stream ends OK after the event whose
+	// finish_reason is set. A caller that stops reading for the stream idle timeout (60 s by
+	// default) is cut off with RESOURCE_EXHAUSTED (CALLER_NOT_READING).
+	LlmStream(ctx context.Context, in *LlmRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[LlmStreamResponse], error)
 	// Describes an image in text (gateway: POST /image-to-text, multipart). Not served by
 	// Livepeer Studio: there it fails with UNIMPLEMENTED, reason UPSTREAM_PIPELINE_UNSUPPORTED.
 	ImageToText(ctx context.Context, in *ImageToTextRequest, opts ...grpc.CallOption) (*ImageToTextResponse, error)
@@ -147,23 +183,23 @@ func (c *generationServiceClient) SegmentAnything2(ctx context.Context, in *Segm
 	return out, nil
 }
 
-func (c *generationServiceClient) LLM(ctx context.Context, in *LLMRequest, opts ...grpc.CallOption) (*LLMResponse, error) {
+func (c *generationServiceClient) Llm(ctx context.Context, in *LlmRequest, opts ...grpc.CallOption) (*LlmResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	out := new(LLMResponse)
-	err := c.cc.Invoke(ctx, GenerationService_LLM_FullMethodName, in, out, cOpts...)
+	out := new(LlmResponse)
+	err := c.cc.Invoke(ctx, GenerationService_Llm_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
 	return out, nil
 }
 
-func (c *generationServiceClient) LLMStream(ctx context.Context, in *LLMStreamRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[LLMStreamResponse], error) {
+func (c *generationServiceClient) LlmStream(ctx context.Context, in *LlmRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[LlmStreamResponse], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	stream, err := c.cc.NewStream(ctx, &GenerationService_ServiceDesc.Streams[0], GenerationService_LLMStream_FullMethodName, cOpts...)
+	stream, err := c.cc.NewStream(ctx, &GenerationService_ServiceDesc.Streams[0], GenerationService_LlmStream_FullMethodName, cOpts...)
 	if err != nil {
 		return nil, err
 	}
-	x := &grpc.GenericClientStream[LLMStreamRequest, LLMStreamResponse]{ClientStream: stream}
+	x := &grpc.GenericClientStream[LlmRequest, LlmStreamResponse]{ClientStream: stream}
 	if err := x.ClientStream.SendMsg(in); err != nil {
 		return nil, err
 	}
@@ -174,7 +210,7 @@ func (c *generationServiceClient) LLMStream(ctx context.Context, in *LLMStreamRe
 }
 
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
-type GenerationService_LLMStreamClient = grpc.ServerStreamingClient[LLMStreamResponse]
+type GenerationService_LlmStreamClient = grpc.ServerStreamingClient[LlmStreamResponse]
 
 func (c *generationServiceClient) ImageToText(ctx context.Context, in *ImageToTextRequest, opts ...grpc.CallOption) (*ImageToTextResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
@@ -202,18 +238,52 @@ func (c *generationServiceClient) TextToSpeech(ctx context.Context, in *TextToSp
 //
 // GenerationService runs Livepeer AI generation pipelines on behalf of internal callers.
 //
-// Callers authenticate with a client certificate (mTLS); genservice calls the Livepeer
-// gateway with its own backend API key. Field names match the Livepeer REST API, so the
-// Livepeer documentation applies field by field. Fields marked `optional` have a gateway
-// default: leave them unset to let the gateway decide.
+// Field names match the Livepeer REST API, so the Livepeer documentation applies field by
+// field. Fields marked `optional` have a gateway default: leave them unset to let the
+// gateway decide. Result URLs are absolute; they point at the gateway's storage and may be
+// short-lived, so fetch them promptly (or set inline_media).
 //
-// Errors carry google.rpc.ErrorInfo (reason: an ErrorReason name without its prefix) and,
-// where useful, RetryInfo, BadRequest or Help. Result URLs are absolute; they point at the
-// gateway's storage and may be short-lived, so fetch them promptly.
+// Connecting. TLS 1.3 only, with a client certificate issued by the CA the operator
+// configured (extended key usage clientAuth). The caller's identity (principal) is the
+// certificate's single spiffe:// URI SAN if it has one, else its first DNS SAN, else its
+// subject common name; a certificate with more than one URI SAN, a malformed SPIFFE ID, a
+// DNS name or CN that looks like a SPIFFE ID, or a CA certificate is refused. Without a
+// usable certificate every RPC but grpc.health.v1 fails with UNAUTHENTICATED
+// (CLIENT_CERTIFICATE_REQUIRED) before the request is read. Behind a service mesh the
+// sidecar's verified identity is used instead.
 //
-// Generation takes from about a second (text-to-image) to minutes (image-to-video): set a
-// deadline that fits the pipeline. The deadline bounds the upstream call; cancelling the
-// call cancels it upstream.
+// Sizes. A request may be at most 12 MiB after decompression by default (Livepeer Studio
+// accepts files up to 10 MiB); a response at most 32 MiB. inline_media puts result bytes
+// into the response, so a client that sets it must raise its own receive limit (gRPC's
+// default is 4 MiB) to the response size it expects. The operator may change both limits.
+//
+// Deadlines. Set one that fits the pipeline: generation takes from about a second
+// (text-to-image) to minutes (image-to-video). The deadline bounds the upstream call and
+// cancelling the call cancels it upstream. Without a deadline genservice applies its own
+// per pipeline: 2 minutes for text-to-image, image-to-image, segment-anything-2 and
+// image-to-text, 3 for upscale and text-to-speech, 5 for audio-to-text and llm, 10 for
+// image-to-video.
+//
+// Request ids. Send x-request-id metadata (up to 128 characters of letters, digits and
+// -_.:) to tie your logs to genservice's; otherwise genservice makes one. Either way it
+// comes back in the x-request-id response header and in INTERNAL errors' metadata.
+//
+// Errors. Every status genservice itself produces carries google.rpc.ErrorInfo with domain
+// "genservice" (configurable), a reason from ErrorReason (its name without the prefix; the
+// enum's comments list each reason's code and metadata keys) and lowerCamelCase metadata.
+// Some also carry google.rpc.RetryInfo (when to retry: OVERLOADED, CALLER_RATE_LIMITED,
+// UPSTREAM_RATE_LIMITED, UPSTREAM_UNAVAILABLE, UPSTREAM_TIMEOUT, UPSTREAM_UNREACHABLE,
+// UPSTREAM_CONNECTION_DROPPED), google.rpc.BadRequest (the fields at fault:
+// INVALID_REQUEST, UPSTREAM_INVALID_ARGUMENT), google.rpc.QuotaFailure
+// (CALLER_RATE_LIMITED) or google.rpc.Help (what an operator should check:
+// UPSTREAM_API_KEY_REJECTED, UPSTREAM_API_KEY_FORBIDDEN). DEADLINE_EXCEEDED and CANCELLED
+// carry no ErrorInfo (your deadline passed or you cancelled), nor do statuses made by the
+// gRPC library itself before genservice sees the call (for example a message larger than
+// the limit after decompression: RESOURCE_EXHAUSTED).
+//
+// Retrying. genservice already retries the gateway where nothing can have been generated;
+// retry UNAVAILABLE after RetryInfo's delay, never INVALID_ARGUMENT or PERMISSION_DENIED.
+// A suitable gRPC service config retries UNAVAILABLE with backoff for the unary RPCs.
 type GenerationServiceServer interface {
 	// Generates images from a text prompt (gateway: POST /text-to-image, JSON).
 	TextToImage(context.Context, *TextToImageRequest) (*TextToImageResponse, error)
@@ -231,11 +301,13 @@ type GenerationServiceServer interface {
 	SegmentAnything2(context.Context, *SegmentAnything2Request) (*SegmentAnything2Response, error)
 	// Completes a chat conversation with a large language model and returns the whole
 	// answer (gateway: POST /llm, JSON, stream=false).
-	LLM(context.Context, *LLMRequest) (*LLMResponse, error)
+	Llm(context.Context, *LlmRequest) (*LlmResponse, error)
 	// Completes a chat conversation and streams the answer: one message per upstream
 	// server-sent event, forwarded as it arrives (gateway: POST /llm, JSON, stream=true).
-	// The stream ends OK after the event whose finish_reason is set.
-	LLMStream(*LLMStreamRequest, grpc.ServerStreamingServer[LLMStreamResponse]) error
+	// Takes the same request as Llm. The stream ends OK after the event whose
+	// finish_reason is set. A caller that stops reading for the stream idle timeout (60 s by
+	// default) is cut off with RESOURCE_EXHAUSTED (CALLER_NOT_READING).
+	LlmStream(*LlmRequest, grpc.ServerStreamingServer[LlmStreamResponse]) error
 	// Describes an image in text (gateway: POST /image-to-text, multipart). Not served by
 	// Livepeer Studio: there it fails with UNIMPLEMENTED, reason UPSTREAM_PIPELINE_UNSUPPORTED.
 	ImageToText(context.Context, *ImageToTextRequest) (*ImageToTextResponse, error)
@@ -270,11 +342,11 @@ func (UnimplementedGenerationServiceServer) AudioToText(context.Context, *AudioT
 func (UnimplementedGenerationServiceServer) SegmentAnything2(context.Context, *SegmentAnything2Request) (*SegmentAnything2Response, error) {
 	return nil, status.Error(codes.Unimplemented, "method SegmentAnything2 not implemented")
 }
-func (UnimplementedGenerationServiceServer) LLM(context.Context, *LLMRequest) (*LLMResponse, error) {
-	return nil, status.Error(codes.Unimplemented, "method LLM not implemented")
+func (UnimplementedGenerationServiceServer) Llm(context.Context, *LlmRequest) (*LlmResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Llm not implemented")
 }
-func (UnimplementedGenerationServiceServer) LLMStream(*LLMStreamRequest, grpc.ServerStreamingServer[LLMStreamResponse]) error {
-	return status.Error(codes.Unimplemented, "method LLMStream not implemented")
+func (UnimplementedGenerationServiceServer) LlmStream(*LlmRequest, grpc.ServerStreamingServer[LlmStreamResponse]) error {
+	return status.Error(codes.Unimplemented, "method LlmStream not implemented")
 }
 func (UnimplementedGenerationServiceServer) ImageToText(context.Context, *ImageToTextRequest) (*ImageToTextResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ImageToText not implemented")
@@ -411,34 +483,34 @@ func _GenerationService_SegmentAnything2_Handler(srv interface{}, ctx context.Co
 	return interceptor(ctx, in, info, handler)
 }
 
-func _GenerationService_LLM_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
-	in := new(LLMRequest)
+func _GenerationService_Llm_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(LlmRequest)
 	if err := dec(in); err != nil {
 		return nil, err
 	}
 	if interceptor == nil {
-		return srv.(GenerationServiceServer).LLM(ctx, in)
+		return srv.(GenerationServiceServer).Llm(ctx, in)
 	}
 	info := &grpc.UnaryServerInfo{
 		Server:     srv,
-		FullMethod: GenerationService_LLM_FullMethodName,
+		FullMethod: GenerationService_Llm_FullMethodName,
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
-		return srv.(GenerationServiceServer).LLM(ctx, req.(*LLMRequest))
+		return srv.(GenerationServiceServer).Llm(ctx, req.(*LlmRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
 
-func _GenerationService_LLMStream_Handler(srv interface{}, stream grpc.ServerStream) error {
-	m := new(LLMStreamRequest)
+func _GenerationService_LlmStream_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(LlmRequest)
 	if err := stream.RecvMsg(m); err != nil {
 		return err
 	}
-	return srv.(GenerationServiceServer).LLMStream(m, &grpc.GenericServerStream[LLMStreamRequest, LLMStreamResponse]{ServerStream: stream})
+	return srv.(GenerationServiceServer).LlmStream(m, &grpc.GenericServerStream[LlmRequest, LlmStreamResponse]{ServerStream: stream})
 }
 
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
-type GenerationService_LLMStreamServer = grpc.ServerStreamingServer[LLMStreamResponse]
+type GenerationService_LlmStreamServer = grpc.ServerStreamingServer[LlmStreamResponse]
 
 func _GenerationService_ImageToText_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(ImageToTextRequest)
@@ -508,8 +580,8 @@ var GenerationService_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _GenerationService_SegmentAnything2_Handler,
 		},
 		{
-			MethodName: "LLM",
-			Handler:    _GenerationService_LLM_Handler,
+			MethodName: "Llm",
+			Handler:    _GenerationService_Llm_Handler,
 		},
 		{
 			MethodName: "ImageToText",
@@ -522,8 +594,8 @@ var GenerationService_ServiceDesc = grpc.ServiceDesc{
 	},
 	Streams: []grpc.StreamDesc{
 		{
-			StreamName:    "LLMStream",
-			Handler:       _GenerationService_LLMStream_Handler,
+			StreamName:    "LlmStream",
+			Handler:       _GenerationService_LlmStream_Handler,
 			ServerStreams: true,
 		},
 	},
