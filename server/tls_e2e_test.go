@@ -356,7 +356,7 @@ func TestTLS_Reflection(t *testing.T) {
 			comments = append(comments, loc.GetLeadingComments())
 		}
 	}
-	if all := strings.Join(comments, "\n"); !strings.Contains(all, "GenerationService runs Livepeer AI generation pipelines") {
+	if all := strings.Join(comments, "\n"); !strings.Contains(all, "GenerationService runs Livepeer AI generation pipelines") || !strings.Contains(all, "TLS 1.3") {
 		t.Errorf("reflection serves no comments for GenerationService (%d comment locations)", len(comments))
 	}
 	_ = stream.CloseSend()

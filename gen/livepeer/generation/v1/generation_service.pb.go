@@ -2368,7 +2368,7 @@ const file_livepeer_generation_v1_generation_service_proto_rawDesc = "" +
 	"\bMediaUrl\x12\x10\n" +
 	"\x03url\x18\x01 \x01(\tR\x03url\x12\x18\n" +
 	"\acontent\x18\x02 \x01(\fR\acontent\x12!\n" +
-	"\fcontent_type\x18\x03 \x01(\tR\vcontentType\"\xcb\x05\n" +
+	"\fcontent_type\x18\x03 \x01(\tR\vcontentType\"\xbf\x05\n" +
 	"\x12TextToImageRequest\x12\x19\n" +
 	"\bmodel_id\x18\x01 \x01(\tR\amodelId\x12\x16\n" +
 	"\x06prompt\x18\x02 \x01(\tR\x06prompt\x12K\n" +
@@ -2394,8 +2394,7 @@ const file_livepeer_generation_v1_generation_service_proto_rawDesc = "" +
 	"\r_safety_checkB\a\n" +
 	"\x05_seedB\x16\n" +
 	"\x14_num_inference_stepsB\x18\n" +
-	"\x16_num_images_per_promptJ\x04\b\x03\x10\x04R\n" +
-	"loras_json\"L\n" +
+	"\x16_num_images_per_promptJ\x04\b\x03\x10\x04\"L\n" +
 	"\x13TextToImageResponse\x125\n" +
 	"\x06images\x18\x01 \x03(\v2\x1d.livepeer.generation.v1.MediaR\x06images\"\xab\x06\n" +
 	"\x13ImageToImageRequest\x12\x19\n" +

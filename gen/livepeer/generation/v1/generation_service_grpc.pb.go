@@ -53,8 +53,11 @@ const (
 //
 // Sizes. A request may be at most 12 MiB after decompression by default (Livepeer Studio
 // accepts files up to 10 MiB); a response at most 32 MiB. inline_media puts result bytes
-// into the response, so a client that sets it must raise its own receive limit (gRPC's
-// default is 4 MiB) to the response size it expects. The operator may change both limits.
+// into the response, and SegmentAnything2 returns its masks at the input image's size (a
+// 1024×1024 mask is 4 MiB), so a client that uses either must raise its own receive limit
+// (gRPC's default is 4 MiB) to the response size it expects; a response over genservice's
+// limit fails with RESOURCE_EXHAUSTED (RESPONSE_TOO_LARGE). The operator may change both
+// limits.
 //
 // Deadlines. Set one that fits the pipeline: generation takes from about a second
 // (text-to-image) to minutes (image-to-video). The deadline bounds the upstream call and
@@ -254,8 +257,11 @@ func (c *generationServiceClient) TextToSpeech(ctx context.Context, in *TextToSp
 //
 // Sizes. A request may be at most 12 MiB after decompression by default (Livepeer Studio
 // accepts files up to 10 MiB); a response at most 32 MiB. inline_media puts result bytes
-// into the response, so a client that sets it must raise its own receive limit (gRPC's
-// default is 4 MiB) to the response size it expects. The operator may change both limits.
+// into the response, and SegmentAnything2 returns its masks at the input image's size (a
+// 1024×1024 mask is 4 MiB), so a client that uses either must raise its own receive limit
+// (gRPC's default is 4 MiB) to the response size it expects; a response over genservice's
+// limit fails with RESOURCE_EXHAUSTED (RESPONSE_TOO_LARGE). The operator may change both
+// limits.
 //
 // Deadlines. Set one that fits the pipeline: generation takes from about a second
 // (text-to-image) to minutes (image-to-video). The deadline bounds the upstream call and
