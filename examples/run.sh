@@ -99,7 +99,6 @@ run() {
 	summaries+=("$(grep -E '^[a-z]+ example: [0-9]+ passed, [0-9]+ failed$' "$out" | tail -1 || echo "$name: no result line (exit status $rc)")")
 	if [ "$rc" -eq 0 ]; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
 }
-set -o pipefail
 run go "$INTEROP_WORK/example-go"
 run python env PYTHONPATH="$EXAMPLES/gen/python" PYTHONDONTWRITEBYTECODE=1 "$PYTHON" "$EXAMPLES/python/client.py"
 run typescript bash -c 'cd "$1" && exec node --import tsx ts/client.ts' _ "$EXAMPLES"
