@@ -100,6 +100,9 @@ check "TextToImage without a client certificate: Unauthenticated, CLIENT_CERTIFI
 	failed_with '"code": 16' '"reason": "CLIENT_CERTIFICATE_REQUIRED"' '"domain": "genservice"'
 gc no-client-cert-text -cacert "$CA" "${PROTO[@]}" -d '{"prompt":"a red fox"}' "$DEMO_ADDR" "$SERVICE/TextToImage"
 check "  ... as grpcurl prints it by default: Code: Unauthenticated" failed_with "Code: Unauthenticated" "CLIENT_CERTIFICATE_REQUIRED"
+# (g) the demo's own hint: the protoset it writes beside the certificates, as printed.
+gc no-client-cert-protoset -protoset "$DEMO_CERT_DIR/genservice.protoset" -cacert "$CA" -d '{"prompt":"x"}' "$DEMO_ADDR" "$SERVICE/TextToImage"
+check "  ... with the demo's protoset, as its hint prints: ErrorInfo decoded" failed_with "Code: Unauthenticated" '"reason": "CLIENT_CERTIFICATE_REQUIRED"'
 
 echo "grpcurl interop: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]

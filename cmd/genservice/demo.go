@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -27,6 +28,7 @@ import (
 
 	generationv1 "genservice/gen/livepeer/generation/v1"
 	"genservice/internal/certgen"
+	"genservice/internal/contract"
 	"genservice/livepeer"
 	"genservice/livepeer/livepeertest"
 	"genservice/server"
@@ -46,7 +48,7 @@ func demo(ctx context.Context, args []string, out io.Writer) error {
 	once := fs.Bool("once", false, "exit after the demo calls instead of serving until Ctrl-C")
 	certDir := fs.String("cert-dir", "", "write the demo CA and certificates into this directory and keep them (default: a temporary directory removed on exit)")
 	logLevel := slog.LevelError
-	fs.Var(levelFlag{&logLevel}, "log-level", `service log level on stderr; "info" shows one line per call (default error)`)
+	fs.Var(levelFlag{&logLevel}, "log-level", "service log `level` on stderr: debug, info (one line per call), warn or error")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -122,6 +124,19 @@ func demo(ctx context.Context, args []string, out io.Writer) error {
 			return app.Listening{}, err
 		}
 	}
+	// Each preferred address that is taken moves to a free port on its own, so a busy
+	// 9090 does not move the gRPC port too.
+	for _, addr := range []*string{listen, adminListen, listenRevoked, adminRevoked} {
+		if *addr == "" {
+			continue
+		}
+		if l, err := net.Listen("tcp", *addr); err != nil {
+			fmt.Fprintf(out, "(%s is taken; using a free port instead)\n", *addr)
+			*addr = "127.0.0.1:0"
+		} else {
+			l.Close()
+		}
+	}
 	good, err := start("demo", *listen, *adminListen, goodKey)
 	if err != nil {
 		return err
@@ -150,7 +165,9 @@ func demo(ctx context.Context, args []string, out io.Writer) error {
 	fmt.Fprintf(out, "  # text-to-image\n  %s\n\n", grpcurl(addr, "TextToImage", `{"prompt":"a lighthouse at dusk","seed":7}`))
 	fmt.Fprintf(out, "  # Llm\n  %s\n\n", grpcurl(addr, "Llm", `{"messages":[{"role":"LLM_ROLE_USER","content":"Say hi"}]}`))
 	fmt.Fprintf(out, "  # the backend key rejected upstream: UNAUTHENTICATED with ErrorInfo and Help\n  %s\n\n", grpcurl(revokedAddr, "TextToImage", `{"prompt":"a lighthouse at dusk"}`))
-	fmt.Fprintf(out, "  # no client certificate: UNAUTHENTICATED, reason CLIENT_CERTIFICATE_REQUIRED\n  grpcurl -cacert %s -d '{\"prompt\":\"x\"}' %s livepeer.generation.v1.GenerationService/TextToImage\n\n", files.caCert, addr)
+	// Without a certificate reflection is refused too, so grpcurl takes the schema from
+	// the protoset the demo wrote; it then shows the refusal's status and details.
+	fmt.Fprintf(out, "  # no client certificate: UNAUTHENTICATED, reason CLIENT_CERTIFICATE_REQUIRED\n  grpcurl -protoset %s -cacert %s -d '{\"prompt\":\"x\"}' %s livepeer.generation.v1.GenerationService/TextToImage\n\n", files.protoset, files.caCert, addr)
 
 	fmt.Fprintf(out, "  # metrics of the revoked instance: the 401 above counted by principal and reason\n  curl -s http://%s/metrics | grep -E 'genservice_(call_errors|upstream_requests)_total'\n\n", revoked.Admin)
 
@@ -169,7 +186,9 @@ func demo(ctx context.Context, args []string, out io.Writer) error {
 type demoFiles struct {
 	server                        server.TLSFiles
 	caCert, clientCert, clientKey string
-	clientTLS                     tls.Certificate
+	// protoset is the contract as a FileDescriptorSet, for grpcurl without reflection.
+	protoset  string
+	clientTLS tls.Certificate
 }
 
 func mintDemoCerts(dir string) (*demoFiles, error) {
@@ -196,6 +215,14 @@ func mintDemoCerts(dir string) (*demoFiles, error) {
 		return nil, err
 	}
 	f.server.ClientCAFile = f.caCert
+	f.protoset = filepath.Join(dir, "genservice.protoset")
+	protoset, err := contract.Protoset()
+	if err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(f.protoset, protoset, 0o644); err != nil {
+		return nil, err
+	}
 	return f, nil
 }
 

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"sync"
 
+	errdetails "google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protodesc"
 	"google.golang.org/protobuf/reflect/protoreflect"
@@ -25,6 +26,34 @@ var (
 	files *protoregistry.Files
 	err   error
 )
+
+// Protoset returns the contract's descriptors, with those of the google.rpc error
+// details its statuses carry, as a serialized FileDescriptorSet: what grpcurl -protoset
+// reads when it cannot use reflection (a caller without a certificate).
+func Protoset() ([]byte, error) {
+	var set descriptorpb.FileDescriptorSet
+	if err := (proto.UnmarshalOptions{DiscardUnknown: true}).Unmarshal(image, &set); err != nil {
+		return nil, err
+	}
+	var add func(fd protoreflect.FileDescriptor)
+	seen := map[string]bool{}
+	add = func(fd protoreflect.FileDescriptor) {
+		if seen[fd.Path()] {
+			return
+		}
+		seen[fd.Path()] = true
+		imports := fd.Imports()
+		for i := 0; i < imports.Len(); i++ {
+			add(imports.Get(i).FileDescriptor)
+		}
+		set.File = append(set.File, protodesc.ToFileDescriptorProto(fd))
+	}
+	for _, f := range set.File {
+		seen[f.GetName()] = true
+	}
+	add((&errdetails.ErrorInfo{}).ProtoReflect().Descriptor().ParentFile())
+	return proto.Marshal(&set)
+}
 
 // Files returns the contract's file descriptors, comments included.
 func Files() (*protoregistry.Files, error) {
