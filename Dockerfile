@@ -28,6 +28,7 @@ FROM ${BUILD_IMAGE} AS build
 WORKDIR /src
 # Modules in their own layer: downloaded again only when go.mod or go.sum change.
 COPY go.mod go.sum ./
+COPY gen/go.mod gen/go.sum ./gen/
 RUN go mod download
 COPY . .
 ARG VERSION=dev

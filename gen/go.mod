@@ -1,0 +1,19 @@
+// The generated Go stubs of genservice's contract, as a module of their own so that a
+// caller in another repository depends on them (and grpc and protobuf) and not on the
+// service. The module path must be where your git server serves this directory: see the
+// README's "Client kits" section for how a fork changes it.
+module genservice/gen
+
+go 1.26.0
+
+require (
+	google.golang.org/grpc v1.85.0
+	google.golang.org/protobuf v1.36.12
+)
+
+require (
+	golang.org/x/net v0.60.0 // indirect
+	golang.org/x/sys v0.48.0 // indirect
+	golang.org/x/text v0.42.0 // indirect
+	google.golang.org/genproto/googleapis/rpc v0.0.0-20260817212433-ac3dfec99bb1 // indirect
+)
