@@ -66,6 +66,7 @@ check "list (reflection) includes $SERVICE" ok_and_has "$SERVICE"
 # (b) describe shows the service and its RPCs.
 gc describe "${MTLS[@]}" "$DEMO_ADDR" describe "$SERVICE"
 check "describe $SERVICE" ok_and_has "service GenerationService" "rpc TextToImage" "rpc LlmStream"
+check "  ... with the contract's comments (what a caller must know)" ok_and_has "TLS 1.3" "x-request-id" "Takes the same request as Llm"
 
 # (c) a real call through the gateway simulator.
 gc text-to-image "${MTLS[@]}" -d '{"prompt":"a red fox","seed":3}' "$DEMO_ADDR" "$SERVICE/TextToImage"
