@@ -61,8 +61,7 @@ func Run(ctx context.Context, c *Config, log *slog.Logger, ready func(Listening)
 		defer cancel()
 		_ = tr.Shutdown(sctx)
 	}()
-	var srv *server.Server
-	m := metrics.New(func() time.Time { return srv.CertificateNotAfter() })
+	m := metrics.New()
 	m.SetBuildInfo(c.Version)
 
 	var keys livepeer.KeySource = livepeer.StaticKey(c.Key)
@@ -98,7 +97,7 @@ func Run(ctx context.Context, c *Config, log *slog.Logger, ready func(Listening)
 	if err != nil {
 		return fmt.Errorf("--gateway-url: %v", err)
 	}
-	srv, err = server.New(server.Config{
+	srv, err := server.New(server.Config{
 		TLS:                        c.TLS,
 		Upstream:                   up,
 		Logger:                     log,
@@ -127,6 +126,7 @@ func Run(ctx context.Context, c *Config, log *slog.Logger, ready func(Listening)
 		}
 		return err
 	}
+	m.TrackCertificateExpiry(srv.CertificateNotAfter)
 	lis := c.Listener
 	if lis == nil {
 		if lis, err = net.Listen("tcp", c.Listen); err != nil {

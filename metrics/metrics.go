@@ -45,9 +45,9 @@ var latencyBuckets = []float64{0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120,
 // millisecond.
 var overheadBuckets = []float64{0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05}
 
-// New creates and registers the collectors. certNotAfter, if non-nil, reports when the
-// serving certificate expires.
-func New(certNotAfter func() time.Time) *Metrics {
+// New creates and registers the collectors. The certificate expiry gauge comes with the
+// server that owns the certificate (TrackCertificateExpiry).
+func New() *Metrics {
 	reg := prometheus.NewRegistry()
 	m := &Metrics{
 		Registry: reg,
@@ -96,12 +96,6 @@ func New(certNotAfter func() time.Time) *Metrics {
 	reg.MustRegister(m.Server, m.upstreamRequests, m.upstreamDuration, m.upstreamInFlight, m.overhead, m.reloads, m.errors,
 		m.calls, m.tokens, m.buildInfo,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	if certNotAfter != nil {
-		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-			Name: "genservice_certificate_expiry_seconds",
-			Help: "Seconds until the serving certificate expires (negative once expired).",
-		}, func() float64 { return time.Until(certNotAfter()).Seconds() }))
-	}
 	for _, kind := range []string{"key", "tls", "policy"} {
 		for _, result := range []string{"success", "failure"} {
 			m.reloads.WithLabelValues(kind, result)
@@ -160,4 +154,14 @@ func (m *Metrics) LLMTokens(principal string, prompt, completion int) {
 // SetBuildInfo sets genservice_build_info for version.
 func (m *Metrics) SetBuildInfo(version string) {
 	m.buildInfo.WithLabelValues(version, runtime.Version()).Set(1)
+}
+
+// TrackCertificateExpiry registers genservice_certificate_expiry_seconds, read from
+// notAfter at every scrape (the certificate rotates). Call it once, with the server that
+// serves the certificate.
+func (m *Metrics) TrackCertificateExpiry(notAfter func() time.Time) {
+	m.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "genservice_certificate_expiry_seconds",
+		Help: "Seconds until the serving certificate expires (negative once expired).",
+	}, func() float64 { return time.Until(notAfter()).Seconds() }))
 }

@@ -27,13 +27,13 @@ import (
 // by principal and reason — and that no label or value holds the canary key.
 func TestMetricsAfterCalls(t *testing.T) {
 	var srv *server.Server
-	m := metrics.New(func() time.Time { return srv.CertificateNotAfter() })
+	m := metrics.New()
 	m.SetBuildInfo("v-test")
 	h := newHarness(t,
 		withKey(canaryKey),
 		withUpstream(func(c *livepeer.Config) { c.Observer = m }),
 		withServer(func(c *server.Config) { c.Metrics = m; c.OnTLSReload = m.Reloaded("tls") }),
-		withBeforeServe(func(s *server.Server) { srv = s }),
+		withBeforeServe(func(s *server.Server) { srv = s; m.TrackCertificateExpiry(s.CertificateNotAfter) }),
 	)
 	ctx := ctxTimeout(t, 10*time.Second)
 	if _, err := h.client.TextToImage(ctx, &generationv1.TextToImageRequest{Prompt: "a fox"}); err != nil {

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	errdetails "google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -77,3 +78,28 @@ func TestUpstreamMapping(t *testing.T) {
 var errTest = errors.New("test failure")
 
 func statusOf(err error) *status.Status { return status.Convert(err) }
+
+// Studio answers 403 for several reasons (UPSTREAM §12.5): the status carries Studio's own
+// words and the operator's checklist, and does not claim one cause.
+func TestUpstreamForbiddenDoesNotGuess(t *testing.T) {
+	st := statusOf(Errors{Domain: "test"}.Upstream(livepeer.NewStatusError("text-to-image", 403, "Your account is suspended", nil), "rid"))
+	if !strings.Contains(st.Message(), "Your account is suspended") {
+		t.Errorf("message %q does not carry the upstream text", st.Message())
+	}
+	if strings.Contains(st.Message(), "CORS") {
+		t.Errorf("message %q asserts the CORS case", st.Message())
+	}
+	var help string
+	for _, d := range st.Details() {
+		if h, ok := d.(*errdetails.Help); ok {
+			for _, l := range h.GetLinks() {
+				help += l.GetDescription()
+			}
+		}
+	}
+	for _, want := range []string{"CORS", "suspended", "e-mail", "origins"} {
+		if !strings.Contains(help, want) {
+			t.Errorf("Help %q lacks %q from the checklist", help, want)
+		}
+	}
+}
