@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"strings"
+	"sync"
 
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
@@ -18,13 +19,12 @@ import (
 // the limits: anything but health without a principal, new calls while draining,
 // GenerationService calls the policy does not allow or that exceed the caller's limits,
 // and calls beyond the global cap on upstream work. On success the caller must call
-// release when the call ends.
+// release when the call ends. For GenerationService calls the tap has normally taken
+// the slots already, before the message was read (admitted); admit then hands back
+// their release.
 func (s *Server) admit(ctx context.Context, method string) (release func(), err error) {
 	if isHealthMethod(method) {
 		return noRelease, nil
-	}
-	if s.draining.Load() {
-		return nil, s.errs.ShuttingDown()
 	}
 	p, ok := PrincipalFrom(ctx)
 	if !ok {
@@ -33,6 +33,21 @@ func (s *Server) admit(ctx context.Context, method string) (release func(), err 
 			why = c.identityErr
 		}
 		return nil, s.errs.Unidentified(why, method, s.mesh)
+	}
+	if a := admittedFrom(ctx); a != nil {
+		return a.release, nil
+	}
+	return s.takeSlots(p, method)
+}
+
+// takeSlots is admission proper: draining, the policy (authorization, the principal's
+// rate and in-flight limits) and the global in-flight cap. It runs in the tap, so that a
+// caller over its limits is refused before its message is read or decompressed: an
+// authenticated caller with max_in_flight 4 cannot make genservice decompress a thousand
+// 12 MiB messages at once.
+func (s *Server) takeSlots(p Principal, method string) (release func(), err error) {
+	if s.draining.Load() {
+		return nil, s.errs.ShuttingDown()
 	}
 	rpc, ok := strings.CutPrefix(method, generationServicePrefix)
 	if !ok {
@@ -55,6 +70,23 @@ func (s *Server) admit(ctx context.Context, method string) (release func(), err 
 		return func() { s.inFlight.Add(-1); releasePolicy() }, nil
 	}
 	return releasePolicy, nil
+}
+
+// admitted holds the slots the tap took for a call. They are released once: when the
+// handler returns (the interceptor's defer), or else when the stream ends (a call that
+// never reached its handler, for example one whose message was too large).
+type admitted struct {
+	once sync.Once
+	free func()
+}
+
+func (a *admitted) release() { a.once.Do(a.free) }
+
+type admittedKey struct{}
+
+func admittedFrom(ctx context.Context) *admitted {
+	a, _ := ctx.Value(admittedKey{}).(*admitted)
+	return a
 }
 
 var generationServicePrefix = "/" + generationv1.GenerationService_ServiceDesc.ServiceName + "/"

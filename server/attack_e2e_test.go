@@ -363,3 +363,38 @@ func TestAttack_ResponseTooLargeIsReportedAsSent(t *testing.T) {
 		t.Errorf("log line = %v", line)
 	}
 }
+
+// A caller with a certificate but over a limit is refused from the headers too: its
+// message is never read or decompressed, so limits bound memory as well as upstream work.
+func TestAttack_OverLimitCallsAreNotRead(t *testing.T) {
+	t.Parallel()
+	counter := &payloadCounter{}
+	h := newHarness(t, withServer(func(c *server.Config) {
+		c.MaxInFlight = 1
+		c.StatsHandler = counter
+	}))
+	h.sim.Script(livepeer.PipelineTextToImage, livepeertest.Step{Delay: 30 * time.Second})
+	ctx, cancel := context.WithCancel(context.Background())
+	held := make(chan error, 1)
+	go func() {
+		_, err := h.client.TextToImage(ctx, &generationv1.TextToImageRequest{Prompt: "held"})
+		held <- err
+	}()
+	eventually(t, 5*time.Second, func() bool { return h.sim.Hits(livepeer.PipelineTextToImage) == 1 }, "the held call to reach the gateway")
+	before := counter.in.Load()
+	for range 3 {
+		_, err := h.client.TextToImage(ctxTimeout(t, 10*time.Second),
+			&generationv1.TextToImageRequest{Prompt: strings.Repeat("a", 8<<20)}, grpc.UseCompressor(gzip.Name))
+		requireStatus(t, err, codes.Unavailable, "OVERLOADED")
+	}
+	if n := counter.in.Load() - before; n != 0 {
+		t.Errorf("the server read %d messages of calls over the in-flight cap, want 0", n)
+	}
+	cancel()
+	<-held
+	// The held call's slot comes back when it ends.
+	eventually(t, 5*time.Second, func() bool {
+		_, err := h.client.TextToImage(ctxTimeout(t, 5*time.Second), &generationv1.TextToImageRequest{Prompt: "p"})
+		return err == nil
+	}, "the slot to come back")
+}

@@ -8,7 +8,6 @@ import (
 	"sync/atomic"
 
 	"golang.org/x/time/rate"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/tap"
@@ -20,20 +19,36 @@ import (
 // decompresses or decodes any message. A caller without a verified identity may only
 // check health; everything else is refused here, so that such a caller cannot make
 // genservice decompress and decode (say) a 30 MiB gzip bomb before the identity check.
-// The refusal is the same UNAUTHENTICATED status with details the interceptors would
-// give (grpc writes the details into the trailers).
+// GenerationService calls are also admitted here (policy, rate and in-flight limits),
+// so that a caller over its limits cannot make genservice read its messages either.
+// A refusal is the same status with details the interceptors would give (grpc writes
+// the details into the trailers).
 func (s *Server) tap(ctx context.Context, info *tap.Info) (context.Context, error) {
 	if isHealthMethod(info.FullMethodName) {
 		return ctx, nil
 	}
-	if _, err := s.identify(ctx); err != nil {
+	p, err := s.identify(ctx)
+	if err != nil {
 		refusal := s.errs.Unidentified(err, info.FullMethodName, s.mesh)
 		// A peer that presented a CA-verified certificate is accountable and rare: its
 		// refusal is always logged. Anonymous refusals are rate-limited.
 		var ie *IdentityError
-		s.refusals.record(ctx, info.FullMethodName, refusal, !errors.As(err, &ie))
+		s.refusals.record(ctx, info.FullMethodName, refusal, "", !errors.As(err, &ie))
 		return ctx, refusal
 	}
+	if !strings.HasPrefix(info.FullMethodName, generationServicePrefix) {
+		return ctx, nil
+	}
+	// Admission too happens here, before the message is read (admission.go takeSlots).
+	release, err := s.takeSlots(p, info.FullMethodName)
+	if err != nil {
+		s.refusals.record(ctx, info.FullMethodName, err, p.Name, false)
+		return ctx, err
+	}
+	a := &admitted{free: release}
+	ctx = context.WithValue(ctx, admittedKey{}, a)
+	// The stream's context ends when the stream does, whatever happened to the call.
+	context.AfterFunc(ctx, a.release)
 	return ctx, nil
 }
 
@@ -51,11 +66,15 @@ func newRefusalLog(log *slog.Logger, m *metrics.Metrics) *refusalLog {
 }
 
 // record is called on the transport's reader goroutine: it must not block.
-func (r *refusalLog) record(ctx context.Context, method string, err error, anonymous bool) {
+func (r *refusalLog) record(ctx context.Context, method string, err error, principal string, anonymous bool) {
 	st, _ := status.FromError(err)
 	reason := reasonOf(st)
 	if r.metrics != nil {
-		r.metrics.CallDone(method[strings.LastIndexByte(method, '/')+1:], "none", codes.Unauthenticated.String(), reason, 0, true)
+		label := principal
+		if label == "" {
+			label = "none"
+		}
+		r.metrics.CallDone(method[strings.LastIndexByte(method, '/')+1:], label, st.Code().String(), reason, 0, true)
 	}
 	if anonymous && !r.limiter.Allow() {
 		r.suppressed.Add(1)
@@ -67,7 +86,7 @@ func (r *refusalLog) record(ctx context.Context, method string, err error, anony
 		slog.String("reason", reason),
 		slog.Float64("durationMs", 0),
 		slog.String("requestId", requestID(ctx)),
-		slog.String("principal", ""),
+		slog.String("principal", principal),
 	}
 	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
 		attrs = append(attrs, slog.String("peer", p.Addr.String()))
