@@ -275,9 +275,9 @@ func TestAttack_CertlessWatchersAreCapped(t *testing.T) {
 			t.Fatalf("watcher %d: %v", i, err)
 		}
 	}
-	if _, err := watch(conn); status.Code(err) != codes.ResourceExhausted {
-		t.Errorf("third certless watcher: %v, want RESOURCE_EXHAUSTED", err)
-	}
+	_, err := watch(conn)
+	st := requireStatus(t, err, codes.Unauthenticated, "CLIENT_CERTIFICATE_REQUIRED")
+	requireMeta(t, st, map[string]string{"maxWatchers": "2"})
 	if _, err := watch(h.conn); err != nil {
 		t.Errorf("watcher with a certificate: %v", err)
 	}

@@ -5,10 +5,8 @@ import (
 	"sync"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
-	"google.golang.org/grpc/status"
 )
 
 // boundedHealth is grpc's health service with two limits on Watch, the one call a peer
@@ -23,7 +21,7 @@ type boundedHealth struct {
 func (h *boundedHealth) Watch(req *healthpb.HealthCheckRequest, stream grpc.ServerStreamingServer[healthpb.HealthCheckResponse]) error {
 	if _, err := h.srv.identify(stream.Context()); err != nil {
 		if !h.srv.watchers.acquire() {
-			return status.Errorf(codes.ResourceExhausted, "too many health watchers without a client certificate (limit %d); use Check, or connect with a certificate", h.srv.watchers.limit)
+			return h.srv.errs.TooManyWatchers(h.srv.watchers.limit)
 		}
 		defer h.srv.watchers.release()
 	}

@@ -90,6 +90,15 @@ func (e Errors) Unidentified(err error, method, mesh string) error {
 	return e.ClientCertificateRequired(method)
 }
 
+// TooManyWatchers is the status for a health Watch from a peer without a verified
+// identity when such peers already hold all the watchers they may. A certificate (or a
+// Check instead of a Watch) gets through, hence UNAUTHENTICATED and this reason.
+func (e Errors) TooManyWatchers(limit int) error {
+	return e.New(codes.Unauthenticated, generationv1.ErrorReason_ERROR_REASON_CLIENT_CERTIFICATE_REQUIRED,
+		fmt.Sprintf("too many health watchers without a client certificate (limit %d): use Check, or connect with a certificate", limit),
+		map[string]string{"method": "/grpc.health.v1.Health/Watch", "maxWatchers": strconv.Itoa(limit)})
+}
+
 // Denied is the status for a call the authorization policy refuses.
 func (e Errors) Denied(d *authz.Denial, principal, method string) error {
 	meta := map[string]string{"principal": principal, "method": method}

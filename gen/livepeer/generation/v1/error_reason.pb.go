@@ -38,7 +38,8 @@ const (
 	// identity header from the sidecar), or a certificate that names no usable caller
 	// (two URI SANs, a malformed SPIFFE ID, a CN or DNS name that looks like a SPIFFE ID, a
 	// CA certificate, no name at all). Code UNAUTHENTICATED. Metadata: method; problem
-	// (what is wrong with a presented certificate); mesh (in mesh mode). Connect with a
+	// (what is wrong with a presented certificate); mesh (in mesh mode); maxWatchers (a
+	// health Watch beyond the cap on watchers without a certificate). Connect with a
 	// certificate issued by the CA genservice trusts (grpcurl: -cert and -key).
 	ErrorReason_ERROR_REASON_CLIENT_CERTIFICATE_REQUIRED ErrorReason = 1
 	// The caller's principal may not call this RPC under the authorization policy.
