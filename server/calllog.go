@@ -65,7 +65,7 @@ func (s *Server) logCall(ctx context.Context, c *call, err error) {
 		// Probes and grpcurl's schema reads are frequent and say nothing about use.
 		level = slog.LevelDebug
 	}
-	if !s.log.Enabled(ctx, level) {
+	if c.unlogged || !s.log.Enabled(ctx, level) {
 		return
 	}
 	attrs := make([]slog.Attr, 0, 14)
@@ -98,6 +98,9 @@ func (s *Server) logCall(ctx context.Context, c *call, err error) {
 	}
 	if err != nil {
 		attrs = append(attrs, slog.String("reason", reason), slog.String("error", st.Message()))
+	}
+	if c.refusedBy != "" {
+		attrs = append(attrs, slog.String("refusedBy", c.refusedBy), slog.Int64("suppressedSinceLast", c.suppressedBefore))
 	}
 	s.log.LogAttrs(ctx, level, "call", attrs...)
 }

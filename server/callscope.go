@@ -37,6 +37,12 @@ type call struct {
 	upstream livepeer.Trace
 	// tokens is the LLM usage the gateway reported (Llm and LlmStream).
 	tokens tokenUsage
+	// refusedBy is "tap" for a call refused from its headers; suppressedBefore counts the
+	// anonymous refusals whose lines were rate-limited away since the last one logged,
+	// and unlogged marks this one as such (it is still counted).
+	refusedBy        string
+	suppressedBefore int64
+	unlogged         bool
 }
 
 // tokenUsage is what an LLM call cost, for the per-principal token counter.

@@ -193,7 +193,7 @@ func New(cfg Config) (*Server, error) {
 		policy: cfg.Policy, mesh: cfg.Mesh, maxInFlight: int64(cfg.MaxInFlight),
 		metrics: cfg.Metrics,
 		maxSend: cfg.MaxSendMessageSize, sendTimeout: cfg.StreamIdleTimeout,
-		refusals: newRefusalLog(cfg.Logger, cfg.Metrics),
+		refusals: newRefusalLog(),
 		watchers: newWatcherCap(cfg.MaxWatchersWithoutIdentity),
 	}
 	s.cut, s.cutCalls = context.WithCancelCause(context.Background())

@@ -3,16 +3,11 @@ package server
 import (
 	"context"
 	"errors"
-	"log/slog"
 	"strings"
 	"sync/atomic"
 
 	"golang.org/x/time/rate"
-	"google.golang.org/grpc/peer"
-	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/tap"
-
-	"genservice/metrics"
 )
 
 // tap runs on each new stream as soon as its headers arrive, before grpc reads,
@@ -33,7 +28,7 @@ func (s *Server) tap(ctx context.Context, info *tap.Info) (context.Context, erro
 		// A peer that presented a CA-verified certificate is accountable and rare: its
 		// refusal is always logged. Anonymous refusals are rate-limited.
 		var ie *IdentityError
-		s.refusals.record(ctx, info.FullMethodName, refusal, "", !errors.As(err, &ie))
+		s.refused(ctx, info.FullMethodName, refusal, "", !errors.As(err, &ie))
 		return ctx, refusal
 	}
 	if !strings.HasPrefix(info.FullMethodName, generationServicePrefix) {
@@ -42,7 +37,7 @@ func (s *Server) tap(ctx context.Context, info *tap.Info) (context.Context, erro
 	// Admission too happens here, before the message is read (admission.go takeSlots).
 	release, err := s.takeSlots(p, info.FullMethodName)
 	if err != nil {
-		s.refusals.record(ctx, info.FullMethodName, err, p.Name, false)
+		s.refused(ctx, info.FullMethodName, err, p.Name, false)
 		return ctx, err
 	}
 	a := &admitted{free: release}
@@ -52,49 +47,29 @@ func (s *Server) tap(ctx context.Context, info *tap.Info) (context.Context, erro
 	return ctx, nil
 }
 
-// refusalLog logs and counts calls the tap refuses. Anonymous ones are the cheapest
-// calls an attacker can make, so their log lines are rate-limited (the metric is not).
+// refusalLog rate-limits the log lines of calls the tap refuses anonymously: they are
+// the cheapest calls an attacker can make. They are still counted, and written through
+// the one call log (logCall) like every other call.
 type refusalLog struct {
-	log        *slog.Logger
-	metrics    *metrics.Metrics
 	limiter    *rate.Limiter
 	suppressed atomic.Int64
 }
 
-func newRefusalLog(log *slog.Logger, m *metrics.Metrics) *refusalLog {
-	return &refusalLog{log: log, metrics: m, limiter: rate.NewLimiter(5, 20)}
+func newRefusalLog() *refusalLog {
+	return &refusalLog{limiter: rate.NewLimiter(5, 20)}
 }
 
-// record is called on the transport's reader goroutine: it must not block.
-func (r *refusalLog) record(ctx context.Context, method string, err error, principal string, anonymous bool) {
-	st, _ := status.FromError(err)
-	reason := reasonOf(st)
-	if r.metrics != nil {
-		label := principal
-		if label == "" {
-			label = "none"
-		}
-		r.metrics.CallDone(method[strings.LastIndexByte(method, '/')+1:], label, st.Code().String(), reason, 0, true)
+// refused logs and counts a call the tap refused. It runs on the transport's reader
+// goroutine, so it must not block.
+func (s *Server) refused(ctx context.Context, method string, err error, principal string, anonymous bool) {
+	c := newCall(ctx, method)
+	c.principal.Name = principal
+	c.refusedBy = "tap"
+	if anonymous && !s.refusals.limiter.Allow() {
+		s.refusals.suppressed.Add(1)
+		c.unlogged = true
+	} else {
+		c.suppressedBefore = s.refusals.suppressed.Swap(0)
 	}
-	if anonymous && !r.limiter.Allow() {
-		r.suppressed.Add(1)
-		return
-	}
-	attrs := []slog.Attr{
-		slog.String("method", method),
-		slog.String("code", st.Code().String()),
-		slog.String("reason", reason),
-		slog.Float64("durationMs", 0),
-		slog.String("requestId", requestID(ctx)),
-		slog.String("principal", principal),
-	}
-	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
-		attrs = append(attrs, slog.String("peer", p.Addr.String()))
-	}
-	attrs = append(attrs,
-		slog.String("error", st.Message()),
-		slog.String("refusedBy", "tap"),
-		slog.Int64("suppressedSinceLast", r.suppressed.Swap(0)),
-	)
-	r.log.LogAttrs(ctx, slog.LevelWarn, "call", attrs...)
+	s.logCall(ctx, c, err)
 }
