@@ -82,9 +82,7 @@ func demo(ctx context.Context, args []string, out io.Writer) error {
 	var wg sync.WaitGroup
 	// start runs one instance of the real serve path and waits until it listens: the
 	// same flag parsing, validation and wiring as `genservice serve`, with demo values.
-	// A taken preferred port falls back to a free one so the demo always starts.
-	var start func(name, listenAddr, adminAddr, key string) (app.Listening, error)
-	start = func(name, listenAddr, adminAddr, key string) (app.Listening, error) {
+	start := func(name, listenAddr, adminAddr, key string) (app.Listening, error) {
 		args := []string{
 			"--listen", listenAddr, "--admin-listen", adminAddr,
 			"--tls-cert", files.server.CertFile, "--tls-key", files.server.KeyFile, "--client-ca", files.server.ClientCAFile,
@@ -113,14 +111,6 @@ func demo(ctx context.Context, args []string, out io.Writer) error {
 		case l := <-ready:
 			return l, nil
 		case err := <-errc:
-			var opErr *net.OpError
-			if errors.As(err, &opErr) && listenAddr != "127.0.0.1:0" {
-				fmt.Fprintf(out, "(%s or %s is taken; using free ports)\n", listenAddr, adminAddr)
-				if adminAddr != "" {
-					adminAddr = "127.0.0.1:0"
-				}
-				return start(name, "127.0.0.1:0", adminAddr, key)
-			}
 			return app.Listening{}, err
 		}
 	}

@@ -547,3 +547,26 @@ func TestSimulate(t *testing.T) {
 		t.Fatal("simulate did not stop on SIGTERM")
 	}
 }
+
+// A taken admin port moves only the admin listener: the gRPC port the operator asked for
+// stays (the demo used to move both).
+func TestDemoTakenPortMovesOnlyThatListener(t *testing.T) {
+	if testing.Short() {
+		t.Skip("demo runs two servers and a simulator")
+	}
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	free, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	grpcAddr := free.Addr().String()
+	free.Close()
+	r := runBin(t, 90*time.Second, nil, "demo", "--once",
+		"--listen", grpcAddr, "--listen-revoked", "127.0.0.1:0",
+		"--admin-listen", busy.Addr().String(), "--admin-listen-revoked", "127.0.0.1:0")
+	r.want(t, 0, "("+busy.Addr().String()+" is taken; using a free port instead)", "genservice          "+grpcAddr)
+}
