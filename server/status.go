@@ -260,13 +260,9 @@ func (e Errors) Upstream(err error, requestID string) error {
 	if !ok || !known {
 		return e.Internal(requestID)
 	}
-	if f.kind == livepeer.KindInvalidParam {
-		// Validation normally refuses such values first; this is the encoder's own
-		// refusal to send them, and nothing was sent.
-		return e.InvalidRequest([]FieldViolation{{Field: f.field, Description: f.detail}})
-	}
 	var details []protoadapt.MessageV1
-	if len(f.violations) > 0 && f.kind == livepeer.KindInvalidArgument {
+	// Field errors, the gateway's or genservice's own, go into BadRequest.
+	if len(f.violations) > 0 && row.code == codes.InvalidArgument {
 		vs := make([]FieldViolation, len(f.violations))
 		for i, v := range f.violations {
 			vs[i] = FieldViolation{Field: upstreamField(v.Field), Description: v.Message}
@@ -439,7 +435,17 @@ var upstreamRows = map[livepeer.Kind]upstreamRow{
 			return "inline_media: fetching a result failed (" + f.detail + "); retry, or call without inline_media"
 		},
 	},
-	livepeer.KindInvalidParam: {code: codes.InvalidArgument, reason: generationv1.ErrorReason_ERROR_REASON_INVALID_REQUEST},
+	livepeer.KindInvalidParam: {
+		// Validation normally refuses such values first; this is the encoder's own refusal
+		// to send them, and nothing was sent.
+		code: codes.InvalidArgument, reason: generationv1.ErrorReason_ERROR_REASON_INVALID_REQUEST,
+		message: func(f facts) string {
+			if field := f.violations[0].Field; field != "" {
+				return "invalid request: " + field + ": " + f.detail
+			}
+			return "invalid request: " + f.detail
+		},
+	},
 }
 
 // facts are what a row may say about a failure, read once from the livepeer error.
@@ -452,7 +458,6 @@ type facts struct {
 	message, said string
 	// detail is genservice's own description (a bad response's reason, a media problem).
 	detail        string
-	field         string
 	violations    []livepeer.Violation
 	retryAfter    time.Duration
 	hasRetryAfter bool
@@ -505,7 +510,8 @@ func factsOf(err error) (facts, bool) {
 			f.meta["mediaStatus"] = strconv.Itoa(mfe.Status)
 		}
 	case errors.As(err, &ipe):
-		f.field, f.detail = ipe.Field, ipe.Reason
+		f.detail = ipe.Reason
+		f.violations = []livepeer.Violation{{Field: ipe.Field, Message: ipe.Reason}}
 	default:
 		return facts{}, false
 	}

@@ -24,11 +24,9 @@ func TestUpstreamRows(t *testing.T) {
 		if row.code == codes.OK || row.reason == 0 {
 			t.Errorf("kind %d: code %v, reason %v", k, row.code, row.reason)
 		}
-		if k == livepeer.KindInvalidParam {
-			continue // answered by InvalidRequest with the field
-		}
 		f := facts{kind: k, pipeline: livepeer.PipelineLLM, httpStatus: 500, message: "m", said: ": m", detail: "d",
-			meta: map[string]string{"idleTimeout": "1s", "maxMediaBytes": "1"}}
+			violations: []livepeer.Violation{{Field: "f", Message: "d"}},
+			meta:       map[string]string{"idleTimeout": "1s", "maxMediaBytes": "1"}}
 		msg := row.message(f)
 		if msg == "" || strings.HasSuffix(msg, ".") || strings.ContainsAny(msg, "\n\t") {
 			t.Errorf("kind %d: message %q is not one sentence without a final period", k, msg)
